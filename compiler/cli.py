@@ -1,0 +1,189 @@
+"""The `sty` command line. Heavy libraries are imported inside commands so that startup stays fast."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import Exit, InventoryError, Report
+
+INVENTORY = click.option(
+    "-i",
+    "--inventory",
+    default="pigsty.yml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Pigsty inventory file.",
+)
+OUTDIR = click.option(
+    "-o",
+    "--output",
+    "outdir",
+    default="outputs",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Bundle directory.",
+)
+FACTS = click.option(
+    "--facts", "facts_dir", default=None, help="Facts directory (default: facts/ beside the inventory)."
+)
+STRICT = click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+LIMIT = click.option("--limit", "target", default=None, help="Only this TARGET: host, cluster, group or all.")
+
+
+def _print_report(report: Report, quiet_notes: bool = False) -> None:
+    for problem in report.sorted():
+        if quiet_notes and problem.severity == "note":
+            continue
+        click.echo(str(problem), err=True)
+
+
+def _compile(inventory: str, facts_dir: str | None, strict: bool):
+    from .pipeline import compile_fleet
+
+    try:
+        compiled = compile_fleet(inventory, facts_dir, strict=strict)
+    except InventoryError as exc:
+        _print_report(exc.report)
+        n = len(exc.report.errors)
+        click.echo(f"{inventory}: {n} error(s); nothing was written", err=True)
+        sys.exit(Exit.INVALID)
+    _print_report(compiled.report)
+    return compiled
+
+
+def _fail_usage(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(Exit.INVALID)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """sty compiles a Pigsty inventory into reviewable, deterministic per-host bundles."""
+
+
+@main.command()
+@INVENTORY
+@OUTDIR
+@FACTS
+@STRICT
+@LIMIT
+@click.option("--no-cache", is_flag=True, help="Render every host even if its inputs did not change.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
+def build(inventory, outdir, facts_dir, strict, target, no_cache, quiet):
+    """Render bundles into the output directory (only changed files are written)."""
+    from .build import build as run_build
+
+    compiled = _compile(inventory, facts_dir, strict)
+    try:
+        result = run_build(compiled, Path(outdir), target, use_cache=not no_cache)
+    except LookupError as exc:
+        _fail_usage(str(exc))
+    except InventoryError as exc:
+        _print_report(exc.report)
+        sys.exit(Exit.INVALID)
+    if not quiet:
+        s = result.stats
+        click.echo(
+            f"{result.hosts} host(s): {result.rendered} rendered, {result.skipped} unchanged inputs; "
+            f"{len(s.written)} file(s) written, {len(s.removed)} removed, {s.unchanged} unchanged"
+        )
+
+
+@main.command()
+@INVENTORY
+@FACTS
+@STRICT
+def check(inventory, facts_dir, strict):
+    """Validate the inventory without writing anything."""
+    compiled = _compile(inventory, facts_dir, strict)
+    n = len(compiled.fleet.hosts)
+    click.echo(f"{inventory}: valid ({n} host(s), {len(compiled.report.warnings)} warning(s))")
+
+
+@main.command()
+@INVENTORY
+@OUTDIR
+@FACTS
+@STRICT
+@LIMIT
+@click.option("--stat", is_flag=True, help="Only the per-host impact summary, no file diffs.")
+def diff(inventory, outdir, facts_dir, strict, target, stat):
+    """Show what a build would change; exit 1 when anything differs."""
+    from .build import diff as run_diff
+
+    compiled = _compile(inventory, facts_dir, strict)
+    try:
+        result = run_diff(compiled, Path(outdir), target)
+    except LookupError as exc:
+        _fail_usage(str(exc))
+    except InventoryError as exc:
+        _print_report(exc.report)
+        sys.exit(Exit.INVALID)
+    if not stat:
+        for text in result.diffs:
+            click.echo(text, nl=False)
+    for ip, lines in result.impact.items():
+        click.echo(f"{ip}: {lines[0]}; " + ", ".join(lines[1:]))
+    if result.changed:
+        sys.exit(Exit.DIFFERENT)
+    click.echo("no differences")
+
+
+@main.command()
+@INVENTORY
+@FACTS
+@click.argument("host")
+def show(inventory, facts_dir, host):
+    """Effective parameters of HOST as YAML (secrets masked)."""
+    from .render import to_yaml
+
+    compiled = _compile(inventory, facts_dir, False)
+    h = compiled.fleet.hosts.get(host)
+    if h is None:
+        _fail_usage(f"host '{host}' is not in {inventory}")
+    params = h.params.effective()
+    reg = compiled.fleet.registry
+    for name in params:
+        spec = reg.get(name)
+        if spec and spec.secret and params[name]:
+            params[name] = "<secret>"
+    click.echo(to_yaml({"host": host, "modules": h.modules, "groups": h.groups, "parameters": params}), nl=False)
+
+
+@main.command()
+@click.argument("param")
+def explain(param):
+    """Type, default, description and module of a parameter."""
+    from .render import to_yaml
+    from .schema import registry
+
+    reg = registry()
+    spec = reg.get(param)
+    if spec is None:
+        module = reg.unrendered_module(param)
+        if module:
+            click.echo(f"{param}: a parameter of the {module} module, which sty accepts but does not render")
+            return
+        hint = reg.suggest(param)
+        _fail_usage(f"unknown parameter '{param}'" + (f"; did you mean '{hint}'?" if hint else ""))
+    out = {
+        "parameter": param,
+        "module": spec.module,
+        "type": spec.type_name,
+        "description": spec.description,
+    }
+    if spec.has_default:
+        out["default"] = spec.default
+    if spec.secret or spec.secret_fields:
+        out["secret"] = True if spec.secret else list(spec.secret_fields)
+    for key in ("enum", "pattern", "minimum", "maximum"):
+        if key in spec.schema:
+            out[key] = spec.schema[key]
+    click.echo(to_yaml(out), nl=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

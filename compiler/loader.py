@@ -1,0 +1,196 @@
+"""Load a Pigsty inventory and flatten its group tree into vars blocks, groups and hosts.
+
+The loader keeps every vars block with its inventory path so that later stages can say
+exactly where a value came from. It does not interpret parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InventoryError, Report, join_path
+
+try:
+    _Loader = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - libyaml is a declared requirement
+    _Loader = yaml.SafeLoader
+
+
+@dataclass
+class VarsBlock:
+    """One `vars:` mapping (or a host's own vars) and where it sits in the inventory."""
+
+    path: str  # e.g. all.children.pg-test.vars
+    data: dict[str, Any]
+    level: str  # all | group | host
+
+
+@dataclass
+class Group:
+    name: str
+    path: str
+    vars: VarsBlock
+    hosts: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    depth: int = 1
+
+
+@dataclass
+class HostDecl:
+    """A host as declared: every place it appears, in inventory order."""
+
+    name: str
+    path: str  # first declaration, e.g. all.children.pg-test.hosts.10.10.10.11
+    blocks: list[VarsBlock] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Inventory:
+    source: str
+    data: dict[str, Any]
+    all_vars: VarsBlock
+    groups: dict[str, Group]
+    hosts: dict[str, HostDecl]
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; syntax errors become one problem naming file, line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _fail(str(path), "the inventory file does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(str(path), f"cannot read the file: {exc}") from None
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        what = exc.problem or exc.context or "invalid YAML"
+        raise _fail(where, f"YAML syntax error: {what}") from None
+    except yaml.YAMLError as exc:
+        raise _fail(str(path), f"YAML error: {exc}") from None
+    except RecursionError:
+        raise _fail(str(path), "YAML nesting is too deep") from None
+
+
+def _fail(path: str, message: str) -> InventoryError:
+    report = Report()
+    report.error(path, message)
+    return InventoryError(report)
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    path = Path(path)
+    data = read_yaml(path)
+    return parse_inventory(data, str(path))
+
+
+def parse_inventory(data: Any, source: str = "<inventory>") -> Inventory:
+    """Flatten `all` into groups and hosts. Shape errors are collected, then raised together."""
+    report = Report()
+    if not isinstance(data, dict):
+        report.error(source, "the inventory must be a YAML mapping with a top-level `all` key")
+        raise InventoryError(report)
+    root = data.get("all")
+    if not isinstance(root, dict):
+        report.error("all", "the inventory needs an `all` mapping (with `children` and `vars`)")
+        raise InventoryError(report)
+
+    all_vars = _vars_block(root.get("vars"), "all.vars", "all", report)
+    groups: dict[str, Group] = {}
+    hosts: dict[str, HostDecl] = {}
+
+    def add_hosts(entries: Any, where: str, group: str | None) -> list[str]:
+        names: list[str] = []
+        if entries is None:
+            return names
+        if not isinstance(entries, dict):
+            report.error(where, "`hosts` must be a mapping of host address to host vars")
+            return names
+        for raw_name, hvars in entries.items():
+            name = str(raw_name)
+            hpath = join_path(where, name)
+            block = _vars_block(hvars, hpath, "host", report)
+            decl = hosts.get(name)
+            if decl is None:
+                decl = hosts[name] = HostDecl(name=name, path=hpath)
+            decl.blocks.append(block)
+            if group and group not in decl.groups:
+                decl.groups.append(group)
+            names.append(name)
+        return names
+
+    def walk(children: Any, where: str, depth: int, parent: Group | None) -> None:
+        if children is None:
+            return
+        if not isinstance(children, dict):
+            report.error(where, "`children` must be a mapping of group name to group")
+            return
+        for raw_name, body in children.items():
+            name = str(raw_name)
+            gpath = join_path(where, name)
+            if body is None:
+                body = {}
+            if not isinstance(body, dict):
+                report.error(gpath, "a group must be a mapping with `hosts`, `vars` or `children`")
+                continue
+            for key in body:
+                if key not in ("hosts", "vars", "children"):
+                    report.error(
+                        join_path(gpath, str(key)),
+                        f"unknown group key '{key}'; a group holds only `hosts`, `vars` and `children`",
+                    )
+            group = groups.get(name)
+            if group is None:
+                group = groups[name] = Group(
+                    name=name,
+                    path=gpath,
+                    vars=_vars_block(body.get("vars"), join_path(gpath, "vars"), "group", report),
+                    depth=depth,
+                )
+            else:
+                report.error(gpath, f"group '{name}' is defined twice (first at {group.path})")
+                continue
+            group.hosts.extend(add_hosts(body.get("hosts"), join_path(gpath, "hosts"), name))
+            if parent is not None:
+                parent.children.append(name)
+            walk(body.get("children"), join_path(gpath, "children"), depth + 1, group)
+
+    for key in root:
+        if key not in ("hosts", "vars", "children"):
+            report.error(join_path("all", str(key)), f"unknown key '{key}' under `all`; use hosts, vars or children")
+    add_hosts(root.get("hosts"), "all.hosts", None)
+    walk(root.get("children"), "all.children", 1, None)
+
+    # a host in a child group is also a member of every ancestor group (Ansible semantics)
+    for group in sorted(groups.values(), key=lambda g: -g.depth):
+        for child in group.children:
+            for host in groups[child].hosts:
+                if host not in group.hosts:
+                    group.hosts.append(host)
+                    hosts[host].groups.append(group.name)
+
+    if report.errors:
+        raise InventoryError(report)
+    return Inventory(source=source, data=data, all_vars=all_vars, groups=groups, hosts=hosts)
+
+
+def _vars_block(value: Any, path: str, level: str, report: Report) -> VarsBlock:
+    if value is None:
+        return VarsBlock(path, {}, level)
+    if not isinstance(value, dict):
+        report.error(path, "vars must be a mapping of parameter name to value")
+        return VarsBlock(path, {}, level)
+    data = {}
+    for key, val in value.items():
+        if not isinstance(key, str):
+            report.error(join_path(path, str(key)), f"parameter names must be strings, not {type(key).__name__}")
+            continue
+        data[key] = val
+    return VarsBlock(path, data, level)

@@ -1,0 +1,122 @@
+"""ETCD: the DCS of the fleet. One cluster per inventory (group `etcd`), members named `<cluster>-<seq>`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..bundle import DAEMON_RELOAD, Directory, FileSpec, HostBundle, OsUser, Port, Unit, restart
+from ..errors import Report
+from ..model import Fleet, Host
+from ..module import FleetModule
+from ..render import HEADER, render, to_yaml
+
+
+@dataclass
+class EtcdMember:
+    host: Host
+    seq: int
+    name: str
+
+
+@dataclass
+class EtcdCluster:
+    name: str
+    members: list[EtcdMember]
+
+    def client_endpoints(self, scheme: str = "http") -> list[str]:
+        return [f"{m.host.ip}:{m.host.params['etcd_port']}" for m in self.members]
+
+
+def etcd_cluster(fleet: Fleet) -> EtcdCluster | None:
+    return fleet.derived.get("etcd")
+
+
+class EtcdModule(FleetModule):
+    name = "etcd"
+
+    def is_member(self, host: Host, fleet: Fleet) -> bool:
+        return "etcd" in host.groups
+
+    def derive(self, fleet: Fleet, report: Report) -> None:
+        hosts = [h for h in fleet.hosts.values() if "etcd" in h.modules]
+        if not hosts:
+            return
+        members: list[EtcdMember] = []
+        seen: dict[int, Host] = {}
+        names = {h.params["etcd_cluster"] for h in hosts}
+        if len(names) > 1:
+            report.error("all.children.etcd", f"etcd members disagree on etcd_cluster: {', '.join(sorted(names))}")
+        cluster = sorted(names)[0]
+        for host in hosts:
+            seq = host.params.get("etcd_seq")
+            if seq is None:
+                report.error(f"{host.path}.etcd_seq", "etcd members need etcd_seq, a unique non-negative integer")
+                continue
+            if seq in seen:
+                report.error(host.pp("etcd_seq"), f"etcd_seq {seq} is already used by {seen[seq].ip}")
+                continue
+            seen[seq] = host
+            members.append(EtcdMember(host, seq, f"{cluster}-{seq}"))
+        members.sort(key=lambda m: m.seq)
+        fleet.derived["etcd"] = EtcdCluster(cluster, members)
+
+    def depends_on(self, host: Host, fleet: Fleet) -> list[Host]:
+        cluster = etcd_cluster(fleet)
+        return [m.host for m in cluster.members] if cluster else []
+
+    def render(self, host: Host, fleet: Fleet, b: HostBundle) -> None:
+        p = host.params
+        cluster = etcd_cluster(fleet)
+        me = next(m for m in cluster.members if m.host is host)
+        port, peer_port = p["etcd_port"], p["etcd_peer_port"]
+        conf = {
+            "name": me.name,
+            "data-dir": p["etcd_data"],
+            "listen-client-urls": f"http://{host.ip}:{port},http://127.0.0.1:{port}",
+            "advertise-client-urls": f"http://{host.ip}:{port}",
+            "listen-peer-urls": f"http://{host.ip}:{peer_port}",
+            "initial-advertise-peer-urls": f"http://{host.ip}:{peer_port}",
+            "initial-cluster": ",".join(
+                f"{m.name}=http://{m.host.ip}:{m.host.params['etcd_peer_port']}" for m in cluster.members
+            ),
+            "initial-cluster-token": cluster.name,
+            "initial-cluster-state": p["etcd_init"],
+            "election-timeout": p["etcd_election_timeout"],
+            "heartbeat-interval": p["etcd_heartbeat_interval"],
+            "quota-backend-bytes": 8 * 1024**3,
+            "auto-compaction-mode": "periodic",
+            "auto-compaction-retention": "24h",
+            "max-txn-ops": 10000,
+            "max-request-bytes": 10 * 1024 * 1024,
+            "enable-v2": False,
+        }
+        b.add(
+            FileSpec(
+                "/etc/etcd/etcd.conf",
+                self.name,
+                to_yaml(conf, HEADER),
+                "yaml",
+                owner="etcd",
+                group="etcd",
+                mode="0644",
+                actions=[restart("etcd.service")],
+            )
+        )
+        unit = render("etcd/etcd.service.j2", etcd_bin=host.platform.etcd_bin, data=p["etcd_data"])
+        b.add(
+            FileSpec(
+                "/etc/systemd/system/etcd.service",
+                self.name,
+                unit,
+                "systemd",
+                actions=[DAEMON_RELOAD, restart("etcd.service")],
+            )
+        )
+        b.units.add(Unit("etcd.service", self.name, f"http://{host.ip}:{port}/health"))
+        b.ports.update({Port(port, "etcd", self.name), Port(peer_port, "etcd-peer", self.name)})
+        b.packages.update(host.platform.etcd_packages)
+        b.users.add(OsUser("etcd", home=p["etcd_data"]))
+        b.directories.add(Directory(p["etcd_data"], "etcd", "etcd", "0700"))
+        b.check("etcd", "/etc/etcd/etcd.conf", where="build")
+        b.check("systemd", "/etc/systemd/system/etcd.service")
+        b.info["etcd"] = {"cluster": cluster.name, "member": me.name, "seq": me.seq}

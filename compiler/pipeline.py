@@ -1,0 +1,137 @@
+"""The build pipeline: load → resolve → validate → model → render, in one process.
+
+`compile_fleet` does everything that needs the whole inventory (validation, cross-host rules,
+module models) once; `render_host` turns one host into its bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .bundle import HostBundle
+from .errors import InventoryError, Report
+from .loader import parse_inventory, read_yaml
+from .model import Fleet, Host, build_hosts
+from .modules import MEMBERSHIP_ONLY, ORDER, all_modules
+from .render import RenderError
+from .schema import registry
+from .secrets import PUBLISHED_DEFAULTS, load_overrides, pick
+from .validate import validate_blocks, validate_host_keys, validate_shape
+
+
+@dataclass
+class Compiled:
+    fleet: Fleet
+    report: Report
+    overrides: dict[str, str] = field(default_factory=dict)
+    secrets_digest: str = ""
+
+
+def compile_fleet(inventory: str | Path, facts_dir: str | Path | None = None, strict: bool = False) -> Compiled:
+    """Everything up to rendering. Raises InventoryError with every problem when the input is invalid."""
+    inventory = Path(inventory)
+    report = Report()
+    reg = registry()
+    data = read_yaml(inventory)
+    if isinstance(data, dict) and isinstance(data.get("all"), dict):
+        validate_shape(data, reg, report)
+        if report.errors:
+            raise InventoryError(report)
+    inv = parse_inventory(data, str(inventory))
+    validate_host_keys(inv, report)
+    validate_blocks(inv, reg, report)
+    overrides, secrets_digest = load_overrides(inventory, report)
+    if report.errors:  # cross-host rules assume well-typed parameters
+        raise InventoryError(report)
+
+    facts_path = Path(facts_dir) if facts_dir else inventory.parent / "facts"
+    hosts = build_hosts(inv, reg, facts_path if facts_path.is_dir() else None, report)
+    fleet = Fleet(inventory=inv, registry=reg, hosts=hosts)
+    modules = all_modules()
+    for host in hosts.values():
+        member = {m.name for m in modules if m.is_member(host, fleet)}
+        member |= {name for name, test in MEMBERSHIP_ONLY.items() if test(host)}
+        host.modules = [m for m in ORDER if m in member]
+    for module in modules:
+        module.derive(fleet, report)
+    _warn_default_secrets(fleet, overrides, report)
+    if strict:
+        report.strict()
+    if report.errors:
+        raise InventoryError(report)
+    return Compiled(fleet, report, overrides, secrets_digest)
+
+
+def _warn_default_secrets(fleet: Fleet, overrides: dict[str, str], report: Report) -> None:
+    """A secret still holding a value Pigsty publishes is one warning per parameter."""
+    used = {m for h in fleet.hosts.values() for m in h.modules}
+    warned: set[str] = set()
+    for host in fleet.hosts.values():
+        for name, spec in fleet.registry.params.items():
+            if name in warned or not spec.secret or spec.module not in used | {"infra"}:
+                continue
+            if spec.module not in host.modules and spec.module != "node":
+                continue
+            value = pick(name, host.params.raw(name), overrides)
+            if value in PUBLISHED_DEFAULTS:
+                warned.add(name)
+                report.warning(
+                    host.params.source(name) if host.params.is_set(name) else f"all.vars.{name}",
+                    f"the secret {name} still has Pigsty's published default value; set your own in secrets.yml",
+                )
+
+
+def render_host(host: Host, compiled: Compiled) -> HostBundle:
+    bundle = HostBundle(host.ip, overrides=compiled.overrides)
+    for module in all_modules():
+        if module.name in host.modules or module.serves(host, compiled.fleet):
+            module.render(host, compiled.fleet, bundle)
+    bundle.finish()
+    return bundle
+
+
+def input_digest(host: Host, compiled: Compiled, code: str) -> str:
+    """Everything this host's bundle depends on: code, secrets file, its blocks and those of its peers."""
+    h = hashlib.sha256()
+    h.update(code.encode())
+    h.update(compiled.secrets_digest.encode())
+    h.update(host.digest.encode())
+    h.update(",".join(host.modules).encode())
+    peers: set[str] = set()
+    for module in all_modules():
+        if module.name in host.modules or module.serves(host, compiled.fleet):
+            peers.update(p.digest + p.ip + ",".join(p.modules) for p in module.depends_on(host, compiled.fleet))
+    for peer in sorted(peers):
+        h.update(peer.encode())
+    return h.hexdigest()
+
+
+def resolve_target(fleet: Fleet, target: str | None) -> list[str]:
+    """TARGET grammar: a host address, a cluster name, a group name, or `all`."""
+    if target in (None, "", "all"):
+        return sorted(fleet.hosts, key=_ip_key)
+    if target in fleet.hosts:
+        return [target]
+    if target in fleet.inventory.groups:
+        return sorted(fleet.inventory.groups[target].hosts, key=_ip_key)
+    cluster_keys = ("pg_cluster", "etcd_cluster", "redis_cluster", "minio_cluster", "node_cluster")
+    found = [
+        ip
+        for ip, host in fleet.hosts.items()
+        if any(host.params.raw(k) == target for k in cluster_keys if k != "etcd_cluster" or "etcd" in host.modules)
+    ]
+    if found:
+        return sorted(found, key=_ip_key)
+    raise LookupError(f"target '{target}' is not a host address, cluster, group or 'all'")
+
+
+def _ip_key(ip: str):
+    try:
+        return tuple(int(p) for p in ip.split("."))
+    except ValueError:
+        return (999, ip)
+
+
+__all__ = ["Compiled", "compile_fleet", "render_host", "input_digest", "resolve_target", "RenderError"]

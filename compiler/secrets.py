@@ -1,0 +1,111 @@
+"""Secret values: where they come from, and the git-ignored store the apply stage reads.
+
+Bundles carry `<<secret:NAME>>` placeholders; NAME is scoped (`pg-test/pg_admin_password`,
+`pg-test/pg_users/dbuser_meta/password`). Values come from, in order: `secrets.yml` next to the
+inventory (by scoped name, then by the name without its scope), then the inventory itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Report
+
+# Values Pigsty publishes in its docs and templates; a fleet still using one is warned about.
+PUBLISHED_DEFAULTS = {
+    "DBUser.DBA",
+    "DBUser.Monitor",
+    "DBUser.Replicator",
+    "DBUser.Meta",
+    "DBUser.Viewer",
+    "Patroni.API",
+    "Etcd.Root",
+    "S3User.MinIO",
+    "S3User.Backup",
+    "S3User.Meta",
+    "S3User.Data",
+    "pigsty",
+    "pgBackRest",
+}
+
+
+def load_overrides(inventory: Path, report: Report) -> tuple[dict[str, str], str]:
+    """`secrets.yml` beside the inventory: {scoped-or-bare-name: value}; returns values and a digest."""
+    path = inventory.parent / "secrets.yml"
+    if not path.exists():
+        return {}, ""
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw) or {}
+    except yaml.YAMLError as exc:
+        report.error(str(path), f"cannot parse the secrets file: {exc}")
+        return {}, ""
+    if not isinstance(data, dict):
+        report.error(str(path), "the secrets file must map secret names to values")
+        return {}, ""
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, (dict, list)) or value is None:
+            report.error(f"{path}:{key}", "a secret value must be a string or a number")
+            continue
+        out[str(key)] = str(value)
+    return out, hashlib.sha256(raw).hexdigest()
+
+
+def pick(name: str, inventory_value: Any, overrides: dict[str, str]) -> str:
+    if name in overrides:
+        return overrides[name]
+    bare = name.split("/", 1)[1] if "/" in name else name
+    if bare in overrides:
+        return overrides[bare]
+    return "" if inventory_value is None else str(inventory_value)
+
+
+def store_dir(outdir: Path) -> Path:
+    """`.sty/<outdir name>/` beside the output directory: git-ignored state of one bundle tree."""
+    outdir = outdir.resolve()
+    return outdir.parent / ".sty" / outdir.name
+
+
+def read_store(outdir: Path) -> dict[str, str]:
+    path = store_dir(outdir) / "secrets.yml"
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def write_store(outdir: Path, values: dict[str, str]) -> None:
+    """Rewrite the store only when its content changes; mode 0600."""
+    path = store_dir(outdir) / "secrets.yml"
+    text = yaml.safe_dump(dict(sorted(values.items())), default_flow_style=False, allow_unicode=True)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def scram_verifier(password: str, seed: str, iterations: int = 4096) -> str:
+    """PostgreSQL's SCRAM-SHA-256 verifier. The salt is derived from the seed and the password so
+    that the same password always gives the same verifier (no spurious diffs, no state to keep)."""
+    import base64
+    import hmac
+
+    if password.startswith(("SCRAM-SHA-256$", "md5")):
+        return password  # already a verifier
+    salt = hashlib.sha256(f"sty-scram:{seed}:{password}".encode()).digest()[:16]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"

@@ -1,0 +1,71 @@
+"""Validation of what the user wrote: the inventory's shape and each vars block against the
+parameter schemas. Each block is validated once, whatever the number of hosts it reaches.
+
+Cross-host rules live with the module that owns them (compiler/modules/*.py).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from .errors import Report, join_path
+from .loader import Inventory, VarsBlock
+from .schema import Registry, humanize, iter_value_errors
+
+# Ansible's own connection and behaviour variables are legal anywhere and not ours to check.
+ANSIBLE_PREFIXES = ("ansible_",)
+
+
+def validate_shape(data: Any, reg: Registry, report: Report) -> None:
+    """The inventory's structure (all / children / hosts / vars) against schemas/inventory.json."""
+    doc = reg.documents.get("inventory")
+    if doc is None:
+        return
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(doc)
+    if validator.is_valid(data):
+        return
+    for err in validator.iter_errors(data):
+        report.error(join_path(*err.absolute_path) or "inventory", humanize(err))
+
+
+def validate_blocks(inv: Inventory, reg: Registry, report: Report) -> None:
+    blocks: list[VarsBlock] = [inv.all_vars]
+    blocks += [g.vars for g in inv.groups.values()]
+    for decl in inv.hosts.values():
+        blocks += decl.blocks
+    unrendered_seen: set[str] = set()
+    for block in blocks:
+        for key, value in block.data.items():
+            path = join_path(block.path, key)
+            spec = reg.get(key)
+            if spec is not None:
+                for sub, message in iter_value_errors(spec, value):
+                    report.error(join_path(path, *sub), message)
+                continue
+            if key.startswith(ANSIBLE_PREFIXES):
+                continue
+            module = reg.unrendered_module(key)
+            if module is not None:
+                if module not in unrendered_seen:
+                    unrendered_seen.add(module)
+                    report.note(path, f"parameters of the {module} module are accepted but sty does not render them")
+                continue
+            hint = reg.suggest(key)
+            report.warning(
+                path,
+                f"unknown parameter '{key}'" + (f"; did you mean '{hint}'?" if hint else "; sty ignores it"),
+            )
+
+
+def validate_host_keys(inv: Inventory, report: Report) -> None:
+    for name, decl in inv.hosts.items():
+        try:
+            addr = ipaddress.IPv4Address(name)
+        except ValueError:
+            report.error(decl.path, f"host key '{name}' is not an IPv4 address; sty identifies hosts by address")
+            continue
+        if str(addr) != name:
+            report.error(decl.path, f"host key '{name}' is not in canonical form ({addr})")
