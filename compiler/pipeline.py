@@ -18,7 +18,7 @@ from .modules import MEMBERSHIP_ONLY, ORDER, all_modules
 from .render import RenderError
 from .schema import registry
 from .secrets import PUBLISHED_DEFAULTS, load_overrides, pick
-from .validate import validate_blocks, validate_host_keys, validate_shape
+from .validate import validate_blocks, validate_host_keys, validate_one_cluster_per_module, validate_shape
 
 
 @dataclass
@@ -42,6 +42,7 @@ def compile_fleet(inventory: str | Path, facts_dir: str | Path | None = None, st
     inv = parse_inventory(data, str(inventory))
     validate_host_keys(inv, report)
     validate_blocks(inv, reg, report)
+    validate_one_cluster_per_module(inv, report)
     overrides, secrets_digest = load_overrides(inventory, report)
     if report.errors:  # cross-host rules assume well-typed parameters
         raise InventoryError(report)

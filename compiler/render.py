@@ -78,7 +78,23 @@ def render(template: str, **context: Any) -> str:
 
 
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
-    pass
+    """Safe dumper without anchors (a reviewer should read values, not `*id001`) and with a
+    memo of implicit-tag resolution, which dominates the cost of dumping many similar documents."""
+
+    _resolved: dict = {}
+
+    def ignore_aliases(self, data):
+        return True
+
+    def resolve(self, kind, value, implicit):
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        try:
+            return self._resolved[key]
+        except KeyError:
+            tag = self._resolved[key] = super().resolve(kind, value, implicit)
+            return tag
 
 
 def _str_presenter(dumper, data: str):

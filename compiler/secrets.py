@@ -7,6 +7,7 @@ inventory (by scoped name, then by the name without its scope), then the invento
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -15,6 +16,9 @@ from typing import Any
 import yaml
 
 from .errors import Report
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 # Values Pigsty publishes in its docs and templates; a fleet still using one is warned about.
 PUBLISHED_DEFAULTS = {
@@ -76,14 +80,14 @@ def read_store(outdir: Path) -> dict[str, str]:
     path = store_dir(outdir) / "secrets.yml"
     if not path.exists():
         return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER) or {}
     return {str(k): str(v) for k, v in data.items()}
 
 
 def write_store(outdir: Path, values: dict[str, str]) -> None:
     """Rewrite the store only when its content changes; mode 0600."""
     path = store_dir(outdir) / "secrets.yml"
-    text = yaml.safe_dump(dict(sorted(values.items())), default_flow_style=False, allow_unicode=True)
+    text = yaml.dump(dict(sorted(values.items())), Dumper=_DUMPER, default_flow_style=False, allow_unicode=True)
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,6 +98,7 @@ def write_store(outdir: Path, values: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
+@functools.lru_cache(maxsize=4096)
 def scram_verifier(password: str, seed: str, iterations: int = 4096) -> str:
     """PostgreSQL's SCRAM-SHA-256 verifier. The salt is derived from the seed and the password so
     that the same password always gives the same verifier (no spurious diffs, no state to keep)."""

@@ -69,3 +69,22 @@ def validate_host_keys(inv: Inventory, report: Report) -> None:
             continue
         if str(addr) != name:
             report.error(decl.path, f"host key '{name}' is not in canonical form ({addr})")
+
+
+# the identity parameter that names a host's cluster, per module
+CLUSTER_KEYS = {"pgsql": "pg_cluster", "redis": "redis_cluster", "minio": "minio_cluster", "etcd": "etcd_cluster"}
+
+
+def validate_one_cluster_per_module(inv: Inventory, report: Report) -> None:
+    """A host belongs to at most one cluster per module: two groups (or declarations) of the same
+    host must not name different clusters, which Ansible's precedence would silently resolve."""
+    for decl in inv.hosts.values():
+        groups = [inv.groups[g].vars for g in decl.groups]
+        for module, key in CLUSTER_KEYS.items():
+            values: dict[str, str] = {}
+            for block in [*groups, *decl.blocks]:
+                if key in block.data:
+                    values.setdefault(str(block.data[key]), join_path(block.path, key))
+            if len(values) > 1:
+                shown = ", ".join(f"'{v}' at {path}" for v, path in values.items())
+                report.error(decl.path, f"{decl.name} is placed in more than one {module} cluster: {shown}")

@@ -52,21 +52,37 @@ def existing_hosts(outdir: Path) -> set[str]:
 
 def write_host(outdir: Path, ip: str, desired: dict[str, bytes], stats: WriteStats) -> None:
     current = host_tree(outdir, ip)
+    made: set[str] = set()
     for rel, content in sorted(desired.items()):
         if current.get(rel) == content:
             stats.unchanged += 1
             continue
-        target = outdir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.sty-tmp")
-        tmp.write_bytes(content)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        target = os.path.join(outdir, rel)
+        parent = os.path.dirname(target)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        if rel in current:  # replace atomically: readers never see half a file
+            tmp = os.path.join(parent, f".{os.path.basename(target)}.sty-tmp")
+            _write(tmp, content)
+            os.replace(tmp, target)
+        else:
+            _write(target, content)
         stats.written.append(rel)
     for rel in sorted(set(current) - set(desired)):
         (outdir / rel).unlink()
         stats.removed.append(rel)
     _prune_empty_dirs(outdir / ip)
+
+
+def _write(path: str, content: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def remove_host(outdir: Path, ip: str, stats: WriteStats) -> None:

@@ -23,10 +23,7 @@ from hypothesis import strategies as st
 from compiler.hba import HbaContext, render_hba, rule_problems
 
 HERE = Path(__file__).resolve()
-EL_CANDIDATES = [
-    HERE.parents[2] / "shared" / "pigsty-conf" / "demo" / "el.yml",
-    Path("/work/shared/pigsty-conf/demo/el.yml"),
-]
+EL_CANDIDATES = [HERE.parent / "corpus" / "pigsty-conf" / "demo" / "el.yml"]
 
 PG_TYPES = {"local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"}
 PGB_TYPES = {"local", "host", "hostssl", "hostnossl"}

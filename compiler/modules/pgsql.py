@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from .. import hba as hba_rules
@@ -36,6 +36,26 @@ USER_NAME = re.compile(r"^[a-z_][a-z0-9_@.-]{0,62}$")
 ROLES = ("primary", "replica", "offline", "standby", "delayed")
 # identity parameters offered to service selectors even when they only have their default
 SELECTOR_DEFAULTS = ("pg_role", "pg_seq", "pg_offline_query", "pg_weight", "pg_cluster")
+# parameters read by the per-instance checks: instances whose values come from the same places share one check
+CHECKED_PARAMS = (
+    "pg_vip_enabled",
+    "pg_vip_address",
+    "pg_rto",
+    "pg_rto_plan",
+    "pg_conf",
+    "pg_users",
+    "pg_default_roles",
+    "pg_databases",
+    "pg_dbsu",
+    "pg_hba_rules",
+    "pg_default_hba_rules",
+    "pgb_hba_rules",
+    "pgb_default_hba_rules",
+    "admin_ip",
+    "pg_replication_username",
+    "pg_monitor_username",
+    "pg_admin_username",
+)
 PATRONI_RELOAD = Action("patroni-reload")
 PATRONI_DCS = Action("patroni-dcs-config")
 PG_SQL = Action("pg-sql-primary")
@@ -56,6 +76,7 @@ class PgInstance:
     def offline_query(self) -> bool:
         return bool(self.host.params.get("pg_offline_query"))
 
+    @cached_property
     def selector_view(self) -> dict[str, Any]:
         """The member as JMESPath selectors see it (Pigsty selects over hostvars)."""
         p = self.host.params
@@ -110,15 +131,19 @@ def pgsql_model(fleet: Fleet) -> PgsqlModel:
 
 @cache
 def _selector(expr: str):
+    import warnings
+
     import jmespath
 
-    return jmespath.compile(expr)
+    with warnings.catch_warnings():  # Pigsty writes `primary` (a bare backtick literal), which jmespath deprecates
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return jmespath.compile(expr)
 
 
 def select(expr: str | None, members: list[PgInstance]) -> list[PgInstance]:
     if not expr:
         return []
-    views = [m.selector_view() for m in members]
+    views = [m.selector_view for m in members]
     chosen = _selector(expr).search(views) or []
     names = {v.get("inventory_hostname") for v in chosen if isinstance(v, dict)}
     return [m for m in members if m.host.ip in names]
@@ -171,7 +196,6 @@ class PgsqlModule(FleetModule):
             if not CLUSTER_NAME.match(name) or name == "root":
                 report.error(host.pp("pg_cluster"), f"pg_cluster '{name}' must match [A-Za-z0-9-]+ and not be 'root'")
                 continue
-            self._one_cluster_per_host(host, report)
             seq, role = p.get("pg_seq"), p.get("pg_role")
             if seq is None:
                 report.error(f"{host.path}.pg_seq", f"{host.ip} is in cluster {name} but has no pg_seq")
@@ -191,6 +215,7 @@ class PgsqlModule(FleetModule):
             cluster.instances.append(inst)
             instance_of[host.ip] = inst
 
+        checked: set[tuple[str, ...]] = set()
         model = PgsqlModel(clusters, instance_of, {})
         fleet.derived["pgsql"] = model
         if clusters and etcd_cluster(fleet) is None:
@@ -206,18 +231,12 @@ class PgsqlModule(FleetModule):
                     f"cluster {cluster.name} needs exactly one pg_role: primary, found {len(primaries)} ({shown})",
                 )
             for inst in cluster.instances:
-                self._check_instance(inst, report)
+                key = tuple(inst.host.params.source(k) for k in CHECKED_PARAMS)
+                if key not in checked:  # a definition shared by many hosts is checked once
+                    checked.add(key)
+                    self._check_instance(inst, report)
             self._services(cluster, fleet, model, report)
         self._check_listeners(fleet, model, report)
-
-    def _one_cluster_per_host(self, host: Host, report: Report) -> None:
-        values = {}
-        for block in host.params.layers:
-            if block.level != "all" and "pg_cluster" in block.data:
-                values.setdefault(block.data["pg_cluster"], block.path)
-        if len(values) > 1:
-            shown = ", ".join(f"{v} ({path})" for v, path in values.items())
-            report.error(host.path, f"{host.ip} is placed in more than one PostgreSQL cluster: {shown}")
 
     def _check_instance(self, inst: PgInstance, report: Report) -> None:
         p = inst.host.params
@@ -623,7 +642,7 @@ class PgsqlModule(FleetModule):
             else:
                 value = b.secret_value(f"{cluster.name}/pg_users/{name}/password", u.get("password"))
             # an unknown password stays an empty secret: apply refuses to ship it until secrets.yml has it
-            derived = scram_verifier(value, f"{cluster.name}/{name}") if value else ""
+            derived = scram_verifier(value, name) if value else ""
             verifier = b.secret(f"{cluster.name}/pg_users/{name}/scram", derived)
             userlist.append((name, verifier))
         files = {
