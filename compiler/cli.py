@@ -148,9 +148,26 @@ def show(inventory, facts_dir, host):
     reg = compiled.fleet.registry
     for name in params:
         spec = reg.get(name)
-        if spec and spec.secret and params[name]:
-            params[name] = "<secret>"
+        if spec is not None:
+            params[name] = _mask(spec, params[name])
     click.echo(to_yaml({"host": host, "modules": h.modules, "groups": h.groups, "parameters": params}), nl=False)
+
+
+def _mask(spec, value):
+    """Hide secret values, including secret fields of list items and secret mapping values."""
+    if spec.secret:
+        return "<secret>" if value else value
+    if spec.secret_values and isinstance(value, dict):
+        return {k: "<secret>" for k in value}
+    if spec.secret_fields:
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+        masked = []
+        for item in items:
+            if isinstance(item, dict):
+                item = {k: ("<secret>" if k in spec.secret_fields and v else v) for k, v in item.items()}
+            masked.append(item)
+        return dict(zip(value, masked, strict=True)) if isinstance(value, dict) else masked
+    return value
 
 
 @main.command()

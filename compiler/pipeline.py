@@ -18,7 +18,7 @@ from .modules import MEMBERSHIP_ONLY, ORDER, all_modules
 from .render import RenderError
 from .schema import registry
 from .secrets import PUBLISHED_DEFAULTS, load_overrides, pick
-from .validate import validate_blocks, validate_host_keys, validate_one_cluster_per_module, validate_shape
+from .validate import CLUSTER_KEYS, validate_blocks, validate_host_keys, validate_one_cluster_per_module, validate_shape
 
 
 @dataclass
@@ -117,12 +117,12 @@ def resolve_target(fleet: Fleet, target: str | None) -> list[str]:
         return [target]
     if target in fleet.inventory.groups:
         return sorted(fleet.inventory.groups[target].hosts, key=_ip_key)
-    cluster_keys = ("pg_cluster", "etcd_cluster", "redis_cluster", "minio_cluster", "node_cluster")
     found = [
         ip
         for ip, host in fleet.hosts.items()
-        if any(host.params.raw(k) == target for k in cluster_keys if k != "etcd_cluster" or "etcd" in host.modules)
+        if any(host.params.raw(k) == target and m in host.modules for m, k in CLUSTER_KEYS.items())
     ]
+    found += [h.ip for h in fleet.derived.get("node", {}).get(target, []) if h.ip not in found]
     if found:
         return sorted(found, key=_ip_key)
     raise LookupError(f"target '{target}' is not a host address, cluster, group or 'all'")

@@ -59,11 +59,11 @@ class Params(Mapping[str, Any]):
         return self.defaults.get(key, default)
 
     def source(self, key: str) -> str:
-        """Inventory path of the value in effect (or `default` when the schema provides it)."""
+        """Inventory path of the value in effect; for a schema default, `all.vars.<key>`."""
         for block in reversed(self.layers):
             if key in block.data:
                 return join_path(block.path, key)
-        return f"default of {key}"
+        return join_path("all.vars", key)  # a default: all.vars is where one would override it
 
     def is_set(self, key: str) -> bool:
         return any(key in block.data for block in self.layers)

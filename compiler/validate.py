@@ -28,7 +28,13 @@ def validate_shape(data: Any, reg: Registry, report: Report) -> None:
     if validator.is_valid(data):
         return
     for err in validator.iter_errors(data):
-        report.error(join_path(*err.absolute_path) or "inventory", humanize(err))
+        where = join_path(*err.absolute_path) or "inventory"
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            allowed = sorted(err.schema.get("properties", {}))
+            for key in sorted(k for k in err.instance if k not in err.schema.get("properties", {})):
+                report.error(join_path(where, str(key)), f"unknown key '{key}' here; use {', '.join(allowed)}")
+            continue
+        report.error(where, humanize(err))
 
 
 def validate_blocks(inv: Inventory, reg: Registry, report: Report) -> None:
@@ -44,6 +50,7 @@ def validate_blocks(inv: Inventory, reg: Registry, report: Report) -> None:
             if spec is not None:
                 for sub, message in iter_value_errors(spec, value):
                     report.error(join_path(path, *sub), message)
+                _warn_published_items(spec, value, path, report)
                 continue
             if key.startswith(ANSIBLE_PREFIXES):
                 continue
@@ -88,3 +95,20 @@ def validate_one_cluster_per_module(inv: Inventory, report: Report) -> None:
             if len(values) > 1:
                 shown = ", ".join(f"'{v}' at {path}" for v, path in values.items())
                 report.error(decl.path, f"{decl.name} is placed in more than one {module} cluster: {shown}")
+
+
+def _warn_published_items(spec, value: Any, path: str, report: Report) -> None:
+    """Secrets inside list items (pg_users[].password ...) that still hold a value Pigsty publishes."""
+    from .secrets import PUBLISHED_DEFAULTS
+
+    if not spec.secret_fields or not isinstance(value, list):
+        return
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            continue
+        for field in spec.secret_fields:
+            if isinstance(item.get(field), str) and item[field] in PUBLISHED_DEFAULTS:
+                report.warning(
+                    join_path(path, i, field),
+                    "this secret still has a value Pigsty publishes in its examples; set your own in secrets.yml",
+                )

@@ -89,6 +89,8 @@ class EtcdModule(FleetModule):
             "max-txn-ops": 10000,
             "max-request-bytes": 10 * 1024 * 1024,
             "enable-v2": False,
+            "logger": "zap",
+            "log-outputs": ["stderr"],
         }
         b.add(
             FileSpec(

@@ -223,11 +223,15 @@ class PgsqlModule(FleetModule):
         for cluster in clusters.values():
             cluster.instances.sort(key=lambda i: i.seq)
             primaries = [i for i in cluster.instances if i.role == "primary"]
-            if len(primaries) != 1:
-                where = cluster.instances[0].host
-                shown = ", ".join(i.host.ip for i in primaries) or "none"
+            if not primaries:
                 report.error(
-                    where.pp("pg_role"),
+                    cluster.instances[0].host.pp("pg_role"),
+                    f"cluster {cluster.name} has no member with pg_role: primary; it needs exactly one",
+                )
+            for extra in primaries[1:]:  # reported where the second (third ...) primary is declared
+                shown = ", ".join(i.host.ip for i in primaries)
+                report.error(
+                    extra.host.pp("pg_role"),
                     f"cluster {cluster.name} needs exactly one pg_role: primary, found {len(primaries)} ({shown})",
                 )
             for inst in cluster.instances:
@@ -321,6 +325,14 @@ class PgsqlModule(FleetModule):
                 report.error(join_path(where, "port"), f"port {port} is already used by service {ports[port]}")
                 continue
             names[name], ports[port] = where, name
+            dest = spec.get("dest", "default")
+            if dest not in ("default", "postgres", "pgbouncer") and not (
+                isinstance(dest, int) and not isinstance(dest, bool) and 0 < dest < 65536
+            ):
+                report.error(
+                    join_path(where, "dest"), f"dest {dest!r} must be default, postgres, pgbouncer or a port number"
+                )
+                continue
             svc = Service(cluster.name, name, int(port), spec, where)
             try:
                 svc.servers = select(spec.get("selector", "[]"), cluster.instances)
@@ -513,6 +525,8 @@ class PgsqlModule(FleetModule):
                 },
                 "method": "initdb",
                 "initdb": initdb,
+                # Patroni 3.0 insists on this list; it is inert because hba_file points at pg_hba_file
+                "pg_hba": [f"local all {p['pg_dbsu']} ident"],
             },
             "postgresql": {
                 "listen": f"{p['pg_listen']}:{p['pg_port']}",

@@ -1,0 +1,388 @@
+"""Effective parameters: precedence of the vars layers, Pigsty's list rules, `${...}` placeholders,
+module membership, host facts and the TARGET grammar."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from compiler.errors import InventoryError
+from compiler.loader import VarsBlock
+from compiler.manifest import manifest
+from compiler.pipeline import render_host, resolve_target
+from compiler.resolve import Params
+from compiler.schema import registry
+
+TV = "all.children.pg-test.vars"
+TH = "all.children.pg-test.hosts"
+
+
+def params(*blocks: dict, ip: str = "10.10.10.11") -> Params:
+    """Params over literal blocks (weakest first) and the schema defaults."""
+    levels = ["all"] + ["group"] * (len(blocks) - 2) + ["host"] if len(blocks) > 1 else ["all"]
+    layers = [VarsBlock(f"layer{i}", dict(b), levels[i]) for i, b in enumerate(blocks)]
+    return Params(ip, layers, registry().defaults)
+
+
+# -- precedence ------------------------------------------------------------------------------------
+
+
+def test_schema_default_when_nothing_sets_it(compile_inv, inventory):
+    p = compile_inv(inventory).fleet.hosts["10.10.10.12"].params
+    assert p["pg_rto"] == registry().get("pg_rto").default == "norm"
+    assert p.source("pg_rto") == "all.vars.pg_rto"  # where one would override the default
+    assert not p.is_set("pg_rto")
+
+
+def test_precedence_default_all_group_host(compile_inv, inventory):
+    inventory["all"]["vars"]["pg_rto"] = "safe"
+    inventory["all"]["children"]["pg-test"]["vars"]["pg_rto"] = "fast"
+    inventory["all"]["children"]["pg-test"]["hosts"]["10.10.10.12"]["pg_rto"] = "wide"
+    hosts = compile_inv(inventory).fleet.hosts
+
+    meta = hosts["10.10.10.10"].params  # only all.vars applies
+    assert (meta["pg_rto"], meta.source("pg_rto")) == ("safe", "all.vars.pg_rto")
+    group = hosts["10.10.10.11"].params  # group beats all.vars
+    assert (group["pg_rto"], group.source("pg_rto")) == ("fast", f"{TV}.pg_rto")
+    host = hosts["10.10.10.12"].params  # host beats group
+    assert (host["pg_rto"], host.source("pg_rto")) == ("wide", f"{TH}.10.10.10.12.pg_rto")
+    assert host.is_set("pg_rto") and host.raw("pg_rto") == "wide"
+
+
+def test_shipped_group_vars_override_all_vars(compile_inv, inventory):
+    """pigsty.yml itself: all.vars node_tune oltp, pg-test vars node_tune tiny."""
+    hosts = compile_inv(inventory).fleet.hosts
+    assert hosts["10.10.10.10"].params["node_tune"] == "oltp"
+    assert hosts["10.10.10.10"].params.source("node_tune") == "all.vars.node_tune"
+    assert hosts["10.10.10.13"].params["node_tune"] == "tiny"
+    assert hosts["10.10.10.13"].params.source("node_tune") == f"{TV}.node_tune"
+
+
+def test_host_in_two_groups_later_name_wins_whatever_the_file_order(compile_inv, inventory):
+    children = inventory["all"]["children"]
+    # declared before pg-test in the file, but sorts after it by name
+    reordered = {"zz-extra": {"hosts": {"10.10.10.12": None}, "vars": {"node_tune": "olap"}}}
+    reordered.update(children)
+    reordered["aa-extra"] = {"hosts": {"10.10.10.13": None}, "vars": {"node_tune": "crit"}}
+    inventory["all"]["children"] = reordered
+    hosts = compile_inv(inventory).fleet.hosts
+
+    assert hosts["10.10.10.12"].params["node_tune"] == "olap"  # zz-extra > pg-test
+    assert hosts["10.10.10.12"].params.source("node_tune") == "all.children.zz-extra.vars.node_tune"
+    assert hosts["10.10.10.13"].params["node_tune"] == "tiny"  # pg-test > aa-extra, though declared later
+    assert hosts["10.10.10.13"].params.source("node_tune") == f"{TV}.node_tune"
+    assert hosts["10.10.10.12"].groups == ["pg-test", "zz-extra"]
+
+
+def test_host_vars_beat_every_group_and_later_declaration_wins(compile_inv, inventory):
+    children = inventory["all"]["children"]
+    children["infra"]["hosts"]["10.10.10.10"]["node_tune"] = "olap"
+    children["pg-meta"]["hosts"]["10.10.10.10"]["node_tune"] = "crit"
+    children["pg-meta"]["vars"]["node_tune"] = "tiny"
+    p = compile_inv(inventory).fleet.hosts["10.10.10.10"].params
+    assert p["node_tune"] == "crit"
+    assert p.source("node_tune") == "all.children.pg-meta.hosts.10.10.10.10.node_tune"
+    # identity from several declarations is merged
+    assert (p["infra_seq"], p["etcd_seq"], p["pg_seq"]) == (1, 1, 1)
+
+
+def test_nested_children_child_beats_parent_and_inherits(compile_inv, inventory):
+    inventory["all"]["children"]["zz-dc"] = {
+        "vars": {"node_tune": "olap", "node_cluster": "dc"},
+        "children": {
+            "aa-rack": {"hosts": {"10.10.10.14": None}, "vars": {"node_tune": "crit"}},
+        },
+    }
+    fleet = compile_inv(inventory).fleet
+    p = fleet.hosts["10.10.10.14"].params
+    assert p["node_tune"] == "crit"  # the child group is deeper, whatever the names
+    assert p.source("node_tune") == "all.children.zz-dc.children.aa-rack.vars.node_tune"
+    assert p["node_cluster"] == "dc"  # inherited from the parent
+    assert p.source("node_cluster") == "all.children.zz-dc.vars.node_cluster"
+    assert fleet.hosts["10.10.10.14"].groups == ["aa-rack", "zz-dc"]
+    assert fleet.inventory.groups["zz-dc"].hosts == ["10.10.10.14"]
+    assert resolve_target(fleet, "zz-dc") == ["10.10.10.14"]
+
+
+def test_params_mapping_iterates_every_key_once():
+    p = params({"pg_rto": "fast", "x_custom": 1}, {"pg_rto": "safe"})
+    keys = list(p)
+    assert len(keys) == len(set(keys)) == len(p)
+    assert "x_custom" in keys and "pg_port" in keys  # set and defaulted keys
+    assert p.effective()["pg_rto"] == "safe"
+    with pytest.raises(KeyError):
+        p["no_such_param"]
+    assert p.get("no_such_param", 42) == 42
+
+
+# -- Pigsty's list rules ---------------------------------------------------------------------------
+
+
+def names(items) -> list:
+    return [i.get("name") if isinstance(i, dict) else i for i in items]
+
+
+def test_services_are_defaults_then_cluster_services(compile_inv, inventory):
+    p = compile_inv(inventory).fleet.hosts["10.10.10.11"].params
+    defaults = registry().get("pg_default_services").default
+    combined = p.combined("pg_services")
+    assert names(combined) == names(defaults) + ["standby"]
+    assert combined[-1]["port"] == 5435
+
+
+def test_hba_rules_are_defaults_then_cluster_rules(compile_inv, inventory):
+    inventory["all"]["children"]["pg-meta"]["vars"]["pgb_hba_rules"] = [
+        {"user": "dbuser_view", "db": "meta", "addr": "infra", "auth": "pwd", "title": "pgb extra"}
+    ]
+    p = compile_inv(inventory).fleet.hosts["10.10.10.10"].params
+    pg_default = registry().get("pg_default_hba_rules").default
+    pg = p.combined("pg_hba_rules")
+    assert len(pg) == len(pg_default) + 1
+    assert [r.get("title") for r in pg[:-1]] == [r.get("title") for r in pg_default]
+    assert pg[-1]["title"] == "grafana reads cmdb from infra nodes"
+    assert pg[0]["user"] == "postgres"  # ${dbsu} substituted in the default rules
+
+    pgb_default = registry().get("pgb_default_hba_rules").default
+    pgb = p.combined("pgb_hba_rules")
+    assert len(pgb) == len(pgb_default) + 1 and pgb[-1]["title"] == "pgb extra"
+
+
+def test_etc_hosts_are_defaults_then_extra_records(compile_inv, inventory):
+    inventory["all"]["children"]["pg-test"]["vars"]["node_etc_hosts"] = ["10.10.10.99 extra.pigsty"]
+    hosts = compile_inv(inventory).fleet.hosts
+    assert hosts["10.10.10.11"].params.combined("node_etc_hosts") == [
+        "10.10.10.10 i.pigsty",
+        "10.10.10.99 extra.pigsty",
+    ]
+    assert hosts["10.10.10.10"].params.combined("node_etc_hosts") == ["10.10.10.10 i.pigsty"]
+
+
+def test_users_are_default_roles_then_cluster_users(compile_inv, inventory):
+    p = compile_inv(inventory).fleet.hosts["10.10.10.11"].params
+    defaults = registry().get("pg_default_roles").default
+    assert names(p.combined("pg_users")) == names(defaults) + ["test"]
+
+
+def test_overriding_the_default_list_replaces_it(compile_inv, inventory):
+    inventory["all"]["children"]["pg-test"]["vars"]["pg_default_services"] = [
+        {"name": "only", "port": 5440, "selector": "[]"}
+    ]
+    p = compile_inv(inventory).fleet.hosts["10.10.10.11"].params
+    assert names(p.combined("pg_services")) == ["only", "standby"]
+
+
+def test_combined_on_a_plain_list_is_the_list_itself():
+    p = params({"pg_databases": [{"name": "a"}]})
+    assert p.combined("pg_databases") == [{"name": "a"}]
+    assert p.combined("no_such_list") == []
+
+
+# -- placeholders ----------------------------------------------------------------------------------
+
+
+def test_placeholders_are_substituted_deep_inside_values():
+    p = params(
+        {"admin_ip": "10.10.10.10", "pg_vip_address": "10.10.10.3/24", "pg_dbsu": "pgdbsu"},
+        {"pg_cluster": "pg-x"},
+        {
+            "x_value": [
+                "${ip}",
+                {"nested": ["${lo}", {"deeper": "vip=${vip}"}]},
+                "${dbsu}/${repl}/${monitor}/${admin}",
+                "${pg_cluster}-svc on ${admin_ip}",
+            ]
+        },
+    )
+    assert p["x_value"] == [
+        "10.10.10.11",
+        {"nested": ["127.0.0.1", {"deeper": "vip=10.10.10.3"}]},
+        "pgdbsu/replicator/dbuser_monitor/dbuser_dba",
+        "pg-x-svc on 10.10.10.10",
+    ]
+    assert p.raw("x_value")[0] == "${ip}"  # raw is untouched
+
+
+def test_placeholders_in_a_compiled_fleet(compile_inv, inventory):
+    inventory["all"]["children"]["pg-test"]["vars"].update(
+        pg_vip_enabled=True,
+        pg_vip_address="10.10.10.3/24",
+        node_etc_hosts=["${vip} ${pg_cluster}", "${ip} self-${pg_cluster}"],
+    )
+    p = compile_inv(inventory).fleet.hosts["10.10.10.12"].params
+    assert p["node_etc_hosts"] == ["10.10.10.3 pg-test", "10.10.10.12 self-pg-test"]
+    assert p["node_default_etc_hosts"] == ["10.10.10.10 i.pigsty"]
+
+
+def test_placeholder_values_are_themselves_resolved():
+    p = params({"x_a": "${x_b}-1", "x_b": "${ip}", "x_c": "[${x_a}]"})
+    assert p["x_c"] == "[10.10.10.11-1]"
+
+
+@pytest.mark.parametrize(
+    "block, key, expected",
+    [
+        ({"x_self": "${x_self}"}, "x_self", "${x_self}"),
+        ({"x_self": "a-${x_self}"}, "x_self", None),
+        ({"x_a": "${x_b}", "x_b": "${x_a}"}, "x_a", None),
+    ],
+    ids=["self", "self-with-text", "mutual"],
+)
+def test_self_referencing_placeholder_does_not_loop(block, key, expected):
+    value = params(block)[key]  # must return, not recurse forever
+    assert isinstance(value, str) and "${" in value
+    if expected is not None:
+        assert value == expected
+
+
+def test_unknown_and_non_scalar_placeholders_stay_literal():
+    p = params({"x_v": "${nope} ${pg_users} ${pg_port}"})
+    assert p["x_v"] == "${nope} ${pg_users} 5432"
+
+
+# -- module membership -----------------------------------------------------------------------------
+
+
+def test_module_membership(compile_inv, inventory):
+    children = inventory["all"]["children"]
+    children["redis-test"] = {
+        "hosts": {"10.10.10.20": {"redis_node": 1}},
+        "vars": {"redis_cluster": "redis-test"},
+    }
+    children["minio"] = {"hosts": {"10.10.10.21": {"minio_seq": 1}}, "vars": {"minio_cluster": "minio"}}
+    children["plain"] = {"hosts": {"10.10.10.22": None}}
+    children["odd-name"] = {
+        "hosts": {"10.10.10.23": {"pg_seq": 1, "pg_role": "primary"}},
+        "vars": {"pg_cluster": "pg-odd"},
+    }
+    hosts = compile_inv(inventory).fleet.hosts
+    assert hosts["10.10.10.10"].modules == ["node", "infra", "etcd", "pgsql"]
+    assert hosts["10.10.10.11"].modules == ["node", "pgsql"]
+    assert hosts["10.10.10.20"].modules == ["node", "redis"]
+    assert hosts["10.10.10.21"].modules == ["node", "minio"]
+    assert hosts["10.10.10.22"].modules == ["node"]
+    assert hosts["10.10.10.23"].modules == ["node", "pgsql"]  # pg_cluster decides, not the group name
+    assert all(h.modules[0] == "node" for h in hosts.values())
+
+
+# -- facts -----------------------------------------------------------------------------------------
+
+
+def facts_setup(inventory, tmp_path):
+    facts = tmp_path / "facts"
+    facts.mkdir()
+    (facts / "10.10.10.11.yml").write_text(yaml.safe_dump({"cpu": 16, "mem_mb": 65536, "disk_gb": 500}))
+    (facts / "10.10.10.13.yml").write_text(yaml.safe_dump({"cpu": 4}))
+    hosts = inventory["all"]["children"]["pg-test"]["hosts"]
+    hosts["10.10.10.11"].update(node_cpu=8, node_mem_mb=8192)  # the facts file wins
+    hosts["10.10.10.12"].update(node_cpu=8, node_mem_mb=8192)
+    return facts
+
+
+def test_facts_file_beats_inventory_beats_defaults(compile_inv, inventory, tmp_path):
+    facts_setup(inventory, tmp_path)
+    hosts = compile_inv(inventory).fleet.hosts
+    f11, f12, f13, f10 = (hosts[ip].facts for ip in ("10.10.10.11", "10.10.10.12", "10.10.10.13", "10.10.10.10"))
+    assert (f11.cpu, f11.mem_mb, f11.disk_gb) == (16, 65536, 500)
+    assert set(f11.source.values()) == {"facts-file"}
+    assert (f12.cpu, f12.mem_mb, f12.disk_gb) == (8, 8192, 100)
+    assert f12.source == {"cpu": "inventory", "mem_mb": "inventory", "disk_gb": "assumed"}
+    assert (f13.cpu, f13.mem_mb, f13.disk_gb) == (4, 4096, 100)
+    assert f13.source["cpu"] == "facts-file"
+    assert (f10.cpu, f10.mem_mb, f10.disk_gb) == (2, 4096, 100)
+
+
+def test_manifest_lists_assumed_facts(compile_inv, inventory, tmp_path):
+    facts_setup(inventory, tmp_path)
+    compiled = compile_inv(inventory)
+    docs = {ip: manifest(h, render_host(h, compiled))["facts"] for ip, h in compiled.fleet.hosts.items()}
+    assert docs["10.10.10.11"]["assumed"] == []
+    assert docs["10.10.10.11"]["cpu"] == 16
+    assert docs["10.10.10.12"]["assumed"] == ["disk_gb"]
+    assert docs["10.10.10.13"]["assumed"] == ["disk_gb", "mem_mb"]
+    assert docs["10.10.10.10"]["assumed"] == ["cpu", "disk_gb", "mem_mb"]
+    assert docs["10.10.10.12"]["source"]["cpu"] == "inventory"
+
+
+def test_explicit_facts_directory(compile_inv, inventory, tmp_path):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "10.10.10.12.yml").write_text(yaml.safe_dump({"cpu": 32}))
+    compiled = compile_inv(inventory, facts_dir=other)
+    assert compiled.fleet.hosts["10.10.10.12"].facts.cpu == 32
+
+
+def test_facts_change_the_tuning(compile_inv, inventory, tmp_path):
+    """A facts file is not just recorded: a bigger host gets a bigger shared_buffers."""
+    small = compile_inv(inventory)
+    before = render_host(small.fleet.hosts["10.10.10.12"], small).files["/etc/patroni/patroni.yml"].content
+    facts = tmp_path / "facts"
+    facts.mkdir()
+    (facts / "10.10.10.12.yml").write_text(yaml.safe_dump({"cpu": 16, "mem_mb": 65536, "disk_gb": 500}))
+    big = compile_inv(inventory)
+    after = render_host(big.fleet.hosts["10.10.10.12"], big).files["/etc/patroni/patroni.yml"].content
+    assert before != after
+
+
+def test_invalid_facts_file_is_an_error(compile_inv, inventory, tmp_path):
+    facts = tmp_path / "facts"
+    facts.mkdir()
+    (facts / "10.10.10.12.yml").write_text(yaml.safe_dump({"cpu": "many"}))
+    with pytest.raises(InventoryError) as caught:
+        compile_inv(inventory)
+    assert any(p.path == f"{facts / '10.10.10.12.yml'}.cpu" for p in caught.value.report.errors)
+
+
+# -- TARGET grammar --------------------------------------------------------------------------------
+
+
+ALL_HOSTS = ["10.10.10.10", "10.10.10.11", "10.10.10.12", "10.10.10.13"]
+
+
+def test_target_all(compile_inv, inventory):
+    fleet = compile_inv(inventory).fleet
+    for target in (None, "", "all"):
+        assert resolve_target(fleet, target) == ALL_HOSTS
+
+
+def test_target_order_is_numeric(compile_inv, inventory):
+    inventory["all"]["children"]["plain"] = {"hosts": {"10.10.10.9": None, "10.10.10.100": None}}
+    fleet = compile_inv(inventory).fleet
+    assert resolve_target(fleet, "all") == ["10.10.10.9", *ALL_HOSTS, "10.10.10.100"]
+    assert resolve_target(fleet, "plain") == ["10.10.10.9", "10.10.10.100"]
+
+
+def test_target_host_address(compile_inv, inventory):
+    fleet = compile_inv(inventory).fleet
+    assert resolve_target(fleet, "10.10.10.12") == ["10.10.10.12"]
+
+
+def test_target_group_name(compile_inv, inventory):
+    fleet = compile_inv(inventory).fleet
+    assert resolve_target(fleet, "infra") == ["10.10.10.10"]
+    assert resolve_target(fleet, "pg-test") == ["10.10.10.11", "10.10.10.12", "10.10.10.13"]
+
+
+def test_target_cluster_name_that_is_not_a_group(compile_inv, inventory):
+    children = inventory["all"]["children"]
+    children["test-group"] = children.pop("pg-test")  # cluster pg-test now lives in group test-group
+    children["etcd"]["vars"]["etcd_cluster"] = "dcs"
+    fleet = compile_inv(inventory).fleet
+    assert "pg-test" not in fleet.inventory.groups
+    assert resolve_target(fleet, "pg-test") == ["10.10.10.11", "10.10.10.12", "10.10.10.13"]
+    assert resolve_target(fleet, "test-group") == ["10.10.10.11", "10.10.10.12", "10.10.10.13"]
+    assert resolve_target(fleet, "dcs") == ["10.10.10.10"]  # etcd_cluster, only etcd members
+
+
+@pytest.mark.parametrize("target", ["nope", "10.10.10.99", "pg-tes"])
+def test_unknown_target(compile_inv, inventory, target):
+    fleet = compile_inv(inventory).fleet
+    with pytest.raises(LookupError, match=target):
+        resolve_target(fleet, target)
+
+
+def test_target_node_cluster_uses_the_effective_node_cluster(compile_inv, inventory):
+    fleet = compile_inv(inventory).fleet
+    # every shipped host borrows its pg_cluster as node cluster (node_id_from_pg); none is in 'nodes'
+    assert sorted(fleet.derived["node"]) == ["pg-meta", "pg-test"]
+    with pytest.raises(LookupError):
+        resolve_target(fleet, "nodes")
