@@ -14,7 +14,7 @@ from .bundle import HostBundle
 from .errors import InventoryError, Report
 from .loader import parse_inventory, read_yaml
 from .model import Fleet, Host, build_hosts
-from .modules import MEMBERSHIP_ONLY, ORDER, all_modules
+from .modules import ORDER, all_modules
 from .render import RenderError
 from .schema import registry
 from .secrets import PUBLISHED_DEFAULTS, load_overrides, pick
@@ -53,7 +53,6 @@ def compile_fleet(inventory: str | Path, facts_dir: str | Path | None = None, st
     modules = all_modules()
     for host in hosts.values():
         member = {m.name for m in modules if m.is_member(host, fleet)}
-        member |= {name for name, test in MEMBERSHIP_ONLY.items() if test(host)}
         host.modules = [m for m in ORDER if m in member]
     for module in modules:
         module.derive(fleet, report)

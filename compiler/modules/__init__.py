@@ -6,21 +6,18 @@ from functools import cache
 
 from ..module import FleetModule
 
+ORDER = ("node", "infra", "etcd", "minio", "pgsql", "redis")
+
 
 @cache
 def all_modules() -> tuple[FleetModule, ...]:
     from .etcd import EtcdModule
     from .infra import InfraModule
+    from .minio import MinioModule
     from .node import NodeModule
     from .pgsql import PgsqlModule
+    from .redis import RedisModule
 
-    return (NodeModule(), InfraModule(), EtcdModule(), PgsqlModule())
-
-
-# modules Pigsty has whose hosts are recognised; listed here until they render files
-MEMBERSHIP_ONLY = {
-    "minio": lambda host: bool(host.params.raw("minio_cluster")),
-    "redis": lambda host: bool(host.params.raw("redis_cluster")),
-}
-
-ORDER = ("node", "infra", "etcd", "minio", "pgsql", "redis")
+    modules = (NodeModule(), InfraModule(), EtcdModule(), MinioModule(), PgsqlModule(), RedisModule())
+    assert tuple(m.name for m in modules) == ORDER
+    return modules
