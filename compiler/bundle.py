@@ -128,6 +128,19 @@ class Check:
     where: str = "both"
 
 
+@dataclass(frozen=True, order=True)
+class Certificate:
+    """A certificate the host needs, signed by the fleet CA at apply time (keys never enter outputs/)."""
+
+    name: str  # e.g. etcd-server
+    common_name: str
+    sans: tuple[str, ...]  # DNS names and IP addresses
+    cert: str  # host path of the certificate
+    key: str  # host path of the private key
+    owner: str = "root"
+    usage: str = "server"  # server | client | both
+
+
 @dataclass
 class HostBundle:
     ip: str
@@ -139,6 +152,7 @@ class HostBundle:
     users: set[OsUser] = field(default_factory=set)
     directories: set[Directory] = field(default_factory=set)
     checks: set[Check] = field(default_factory=set)
+    certificates: set[Certificate] = field(default_factory=set)
     secrets: dict[str, str] = field(default_factory=dict)  # scoped name -> value (never written to outputs/)
     info: dict[str, Any] = field(default_factory=dict)  # module -> identity shown in the manifest
     overrides: dict[str, str] = field(default_factory=dict)  # values from secrets.yml

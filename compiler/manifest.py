@@ -73,6 +73,18 @@ def manifest(host: Host, bundle: HostBundle) -> dict[str, Any]:
         ],
         "files": files,
         "checks": [{"checker": c.checker, "files": list(c.files), "where": c.where} for c in sorted(bundle.checks)],
+        "certificates": [
+            {
+                "name": c.name,
+                "common_name": c.common_name,
+                "sans": list(c.sans),
+                "cert": c.cert,
+                "key": c.key,
+                "owner": c.owner,
+                "usage": c.usage,
+            }
+            for c in sorted(bundle.certificates)
+        ],
         "secrets": sorted({s for f in files for s in f.get("secrets", [])}),
     }
 
