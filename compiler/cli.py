@@ -202,5 +202,87 @@ def explain(param):
     click.echo(to_yaml(out), nl=False)
 
 
+SSH_CONFIG = click.option("--ssh-config", default=None, help="OpenSSH client config (identity, known hosts).")
+
+
+@main.command(name="apply")
+@OUTDIR
+@click.argument("target", default="all")
+@click.option("-j", "--jobs", default=4, show_default=True, help="Hosts changed in parallel within a phase.")
+@click.option("--check", "check_only", is_flag=True, help="Show drift (live vs bundle); change nothing; exit 1 if any.")
+@SSH_CONFIG
+def apply_cmd(outdir, target, jobs, check_only, ssh_config):
+    """Ship bundles to hosts over SSH; activate only what changed (TARGET: host, cluster, group or all)."""
+    from apply.remote import SshOptions
+    from apply.run import apply as run_apply
+    from apply.run import check_drift
+
+    ssh = SshOptions.from_env(config=ssh_config)
+    try:
+        if check_only:
+            diffs, errors = check_drift(Path(outdir), target, ssh)
+            for text in diffs:
+                click.echo(text, nl=False)
+            for err in errors:
+                click.echo(f"error: {err}", err=True)
+            if errors:
+                sys.exit(Exit.FAILED)
+            if diffs:
+                sys.exit(Exit.DIFFERENT)
+            click.echo("no drift")
+            return
+        result = run_apply(Path(outdir), target, jobs=jobs, ssh=ssh)
+    except LookupError as exc:
+        _fail_usage(str(exc))
+    except Exception as exc:  # ApplyError, RemoteError: one sentence, no traceback
+        if type(exc).__name__ not in ("ApplyError", "RemoteError", "SecretError"):
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.FAILED)
+    for failure in result.failures:
+        click.echo(f"error: {failure}", err=True)
+    changed = sorted(ip for ip, c in result.changed.items() if c)
+    click.echo(
+        f"{len(result.changed)} host(s): {len(changed)} changed" + (f" ({', '.join(changed)})" if changed else "")
+    )
+    if result.failures:
+        sys.exit(Exit.FAILED)
+
+
+@main.command()
+@OUTDIR
+@click.argument("target", default="all")
+@SSH_CONFIG
+def verify(outdir, target, ssh_config):
+    """Prove the applied state with pytest-testinfra (files, units, ports, behaviour)."""
+    from apply.remote import SshOptions
+    from apply.verify import verify as run_verify
+
+    try:
+        code = run_verify(Path(outdir), target, SshOptions.from_env(config=ssh_config))
+    except LookupError as exc:
+        _fail_usage(str(exc))
+    sys.exit(Exit.OK if code == 0 else Exit.FAILED)
+
+
+@main.command()
+@OUTDIR
+@click.argument("host")
+@click.option("--facts", "facts_dir", default="facts", show_default=True, help="Where facts/<host>.yml is written.")
+@SSH_CONFIG
+def facts(outdir, host, facts_dir, ssh_config):
+    """Gather CPU, memory and disk of HOST over SSH into facts/<host>.yml."""
+    from apply.facts import gather
+    from apply.remote import RemoteError, SshOptions
+    from apply.run import ApplyError
+
+    try:
+        path = gather(Path(outdir), host, Path(facts_dir), SshOptions.from_env(config=ssh_config))
+    except (RemoteError, ApplyError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.FAILED)
+    click.echo(f"wrote {path}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,146 @@
+"""pytest-testinfra checks generated from the manifests: run by `sty verify`, one set per host.
+
+The testinfra plugin gives each test a `host` (paramiko, host keys checked); what to expect of it comes
+from its manifest in STY_VERIFY_OUTDIR and the record the apply left on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+OUTDIR = Path(os.environ.get("STY_VERIFY_OUTDIR", "outputs"))
+
+
+@cache
+def manifest_of(address: str) -> dict:
+    return yaml.safe_load((OUTDIR / f"{address}.yml").read_text())
+
+
+@cache
+def store() -> dict[str, str]:
+    from compiler.secrets import read_store
+
+    return read_store(OUTDIR)
+
+
+def me(host) -> dict:
+    return manifest_of(host.backend.hostname)
+
+
+def has(host, module: str) -> bool:
+    return module in me(host)["modules"]
+
+
+def test_files_match_what_was_applied(host):
+    record = json.loads(host.file("/var/lib/sty/applied.json").content_string)
+    problems = []
+    for entry in me(host)["files"]:
+        path = entry["path"]
+        applied = record["files"].get(path)
+        if applied is None:
+            problems.append(f"{path}: not in the apply record")
+            continue
+        f = host.file(path)
+        if not f.exists:
+            problems.append(f"{path}: missing")
+            continue
+        if entry.get("kind", "file") == "file":
+            if f.sha256sum != applied["sha256"]:
+                problems.append(f"{path}: content differs from what was applied")
+            if (f.user, f.group, format(f.mode, "04o")) != (entry["owner"], entry["group"], entry["mode"]):
+                problems.append(f"{path}: {f.user}:{f.group} {f.mode:04o}, want {entry['owner']}:{entry['group']} "
+                                f"{entry['mode']}")  # fmt: skip
+    assert not problems, "\n".join(problems)
+
+
+def test_units_enabled_and_active(host):
+    bad = [
+        u["name"]
+        for u in me(host)["units"]
+        if not (host.service(u["name"]).is_running and host.service(u["name"]).is_enabled)
+    ]
+    assert not bad, f"not enabled and active: {', '.join(bad)}"
+
+
+def test_ports_listening(host):
+    listening = host.run("ss -Hltn").stdout
+    ports = {int(line.split()[3].rsplit(":", 1)[1]) for line in listening.splitlines() if line.strip()}
+    missing = [f"{p['port']} ({p['component']})" for p in me(host)["ports"] if p["port"] not in ports]
+    assert not missing, f"not listening: {', '.join(missing)}"
+
+
+def test_etcd_endpoint_health(host):
+    if not has(host, "etcd"):
+        pytest.skip("not an etcd member")
+    port = next(p["port"] for p in me(host)["ports"] if p["component"] == "etcd")
+    out = host.run(f"etcdctl --endpoints http://{host.backend.hostname}:{port} endpoint health")
+    assert out.rc == 0 and "is healthy" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_patroni_health_and_one_leader(host):
+    if not has(host, "pgsql") or "pgsql" not in me(host)["identity"]:
+        pytest.skip("not a PostgreSQL instance")
+    port = next(p["port"] for p in me(host)["ports"] if p["component"] == "patroni")
+    health = host.run(f"curl -fsS http://{host.backend.hostname}:{port}/health")
+    assert health.rc == 0, health.stderr
+    cluster = json.loads(host.run(f"curl -fsS http://{host.backend.hostname}:{port}/cluster").stdout)
+    leaders = [m["name"] for m in cluster["members"] if m["role"] == "leader"]
+    assert len(leaders) == 1, f"leaders: {leaders}"
+    members = me(host)["identity"]["pgsql"]["members"]
+    assert sorted(m["name"] for m in cluster["members"]) == sorted(members)
+
+
+def _psql(host, port: int, user: str, password: str, sql: str, db: str = "postgres"):
+    env = f"PGPASSWORD={shlex.quote(password)} PGCONNECT_TIMEOUT=5"
+    return host.run(
+        f"{env} psql -X -At -h {host.backend.hostname} -p {port} -U {shlex.quote(user)} -d {shlex.quote(db)} "
+        f"-c {shlex.quote(sql)}"
+    )
+
+
+def _admin(host) -> tuple[str, str]:
+    cluster = me(host)["identity"]["pgsql"]["cluster"]
+    return "dbuser_dba", store().get(f"{cluster}/pg_admin_password", "")
+
+
+def test_haproxy_services_route_by_role(host):
+    if "pgsql" not in me(host).get("identity", {}):
+        pytest.skip("not a PostgreSQL instance")
+    user, password = _admin(host)
+    if not password:
+        pytest.skip("the secret store has no admin password")
+    ports = {p["component"]: p["port"] for p in me(host)["ports"]}
+    cluster = me(host)["identity"]["pgsql"]["cluster"]
+    primary = _psql(host, ports[f"haproxy:{cluster}-primary"], user, password, "select pg_is_in_recovery()")
+    assert primary.stdout.strip() == "f", primary.stdout + primary.stderr
+    if len(me(host)["identity"]["pgsql"]["members"]) > 1:
+        replica = _psql(host, ports[f"haproxy:{cluster}-replica"], user, password, "select pg_is_in_recovery()")
+        assert replica.stdout.strip() == "t", replica.stdout + replica.stderr
+
+
+def test_pgbouncer_login_and_databases(host):
+    if "pgsql" not in me(host).get("identity", {}) or not any(p["component"] == "pgbouncer" for p in me(host)["ports"]):
+        pytest.skip("no pgbouncer here")
+    cluster = me(host)["identity"]["pgsql"]["cluster"]
+    values = store()
+    users = [
+        name.split("/")[2]
+        for name in values
+        if name.startswith(f"{cluster}/pg_users/") and name.endswith("/password") and values[name]
+    ]
+    if not users:
+        pytest.skip("the secret store has no pg_users password")
+    port = next(p["port"] for p in me(host)["ports"] if p["component"] == "pgbouncer")
+    dbs = host.file("/etc/pgbouncer/database.txt").content_string
+    names = [line.split("=", 1)[0].strip() for line in dbs.splitlines() if line and not line.startswith(";")]
+    assert names, "pgbouncer lists no database"
+    for db in names:
+        out = _psql(host, port, users[0], values[f"{cluster}/pg_users/{users[0]}/password"], "select 1", db)
+        assert out.stdout.strip() == "1", f"{users[0]}@{db} via pgbouncer: {out.stderr}"
