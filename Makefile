@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INV ?= pigsty.yml
 HOST ?=
 
-.PHONY: build check diff test unit lint-code outputs-check bench clean venv
+.PHONY: build check diff test unit lint lint-code outputs-check bench clean venv testbed testbed-down apply e2e
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,15 @@ check: $(VENV)/.installed
 diff: $(VENV)/.installed
 	$(STY) diff -i $(INV)
 
-# the whole suite: code style, fast unit tests, real-program checks, committed outputs up to date
-test: $(VENV)/.installed lint-code outputs-check
-	$(PY) -m pytest -q
+# the whole suite: code style, committed outputs up to date, real programs judging every bundle,
+# unit tests, real-program tests and the end-to-end testbed run
+test: $(VENV)/.installed lint-code outputs-check lint
+	$(PY) -m pytest -q --ignore=tests/test_lint.py
+
+# real programs judge every bundle: outputs/ and every Pigsty example inventory (needs root)
+lint: $(VENV)/.installed
+	$(STY) lint -o outputs
+	$(PY) -m pytest -q tests/test_lint.py
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"
@@ -40,6 +46,24 @@ lint-code: $(VENV)/.installed
 # committed outputs/ must be exactly what a build of the shipped inventory produces
 outputs-check: $(VENV)/.installed
 	@$(STY) diff -i $(INV) --stat >/dev/null 2>&1 || { $(STY) diff -i $(INV) --stat; echo "outputs/ is stale: run make build and commit"; exit 1; }
+
+# the local multi-host testbed (systemd-nspawn hosts in private network namespaces; needs root)
+TESTBED_INV ?= conf/testbed.yml
+TESTBED_OUT ?= build/testbed/outputs
+testbed: $(VENV)/.installed
+	$(PY) -m apply.testbed up --inventory $(TESTBED_INV)
+	$(STY) build -i $(TESTBED_INV) -o $(TESTBED_OUT)
+
+testbed-down: $(VENV)/.installed
+	$(PY) -m apply.testbed down --inventory $(TESTBED_INV)
+
+# ship bundles: `make apply HOST=10.10.10.11` (or a cluster, a group, all); OUT=build/testbed/outputs for the testbed
+OUT ?= outputs
+apply: $(VENV)/.installed
+	$(STY) apply -o $(OUT) $(or $(HOST),all)
+
+e2e: $(VENV)/.installed
+	$(PY) -m pytest -q -m e2e
 
 bench: $(VENV)/.installed
 	$(PY) tests/bench.py

@@ -7,6 +7,7 @@ are refused: sty never trusts on first use.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
@@ -109,17 +110,19 @@ class Host:
 
     def run(self, command: str, stdin: str | None = None, check: bool = True, timeout: float | None = 300):
         """Run a shell command on the host; returns fabric's Result. Raises RemoteError on failure."""
-        import io
-
         conn = self.connection()
-        try:
-            result = conn.run(
-                self.sudo + command,
-                hide=True,
-                warn=True,
-                in_stream=io.StringIO(stdin) if stdin is not None else False,
-                timeout=timeout,
+        if stdin is not None:  # carried in the command line: invoke's stdin pump is slow (seconds per call)
+            data = base64.b64encode(stdin.encode()).decode()
+            command = (
+                f"echo {data} | base64 -d | {self.sudo}{command}"
+                if self.sudo
+                else f"echo {data} | base64 -d | {command}"
             )
+            prefix = ""
+        else:
+            prefix = self.sudo
+        try:
+            result = conn.run(prefix + command, hide=True, warn=True, in_stream=False, timeout=timeout)
         except Exception as exc:  # paramiko/socket errors: unreachable, key rejected ...
             raise RemoteError(f"{self.address}: {type(exc).__name__}: {exc}") from None
         if check and result.exited != 0:

@@ -27,6 +27,24 @@ from . import plan as P
 from .remote import AGENT, REMOTE_ROOT, Host, RemoteError, SshOptions
 from .secrets import SecretError, mask, substitute
 
+CHECKS = Path(__file__).with_name("checks")
+# run on the host: the manifest's host/both checks of one module's files, against the staged copies
+HOST_CHECKS = """
+import json, sys
+from apply.checks.runner import HOST_WHERE, run_host_checks
+manifest = json.load(open("../manifest.json"))
+module = sys.argv[1]
+mine = {f["path"] for f in manifest["files"] if f["module"] == module}
+manifest["checks"] = [c for c in manifest.get("checks", []) if mine & set(c.get("files", []))]
+results = run_host_checks("../files", manifest, HOST_WHERE)
+for r in results:  # containers and locked-down hosts may refuse private namespaces: sty lint covers those
+    if r.status == "fail" and any(m in r.output for m in ("RTNETLINK answers: Operation not permitted",
+                                                           "unshare failed")):
+        r.status, r.reason = "skip", "needs a private network namespace, which this host refuses"
+print(json.dumps([{"checker": r.checker, "files": list(r.files), "status": r.status, "output": r.output,
+                   "reason": r.reason} for r in results]))
+"""
+
 HEALTH_TIMEOUT = {"patroni.service": 180.0}
 DEFAULT_HEALTH_TIMEOUT = 60.0
 
@@ -135,6 +153,11 @@ class HostRun:
                 target.write_bytes(data)
                 target.chmod(0o600)
             (root / "agent.py").write_bytes(AGENT.read_bytes())
+            lib = root / "lib" / "apply"  # the check runner, to judge the staged files with the host's programs
+            (lib / "checks").mkdir(parents=True)
+            (lib / "__init__.py").write_text("")
+            for src in sorted(CHECKS.glob("*.py")):
+                (lib / "checks" / src.name).write_bytes(src.read_bytes())
             (root / "manifest.json").write_text(json.dumps(self.manifest, sort_keys=True))
             self.remote.rsync(root, f"{REMOTE_ROOT}/stage")
         self.remote.run(f"chmod 700 {REMOTE_ROOT} {REMOTE_ROOT}/stage")
@@ -149,6 +172,19 @@ class HostRun:
         except ImportError:
             raise ApplyError(f"{self.ip}: the bundle needs certificates but sty has no CA support") from None
         files = sign_for_bundle(self.bundle.outdir, self.manifest)
+        if "/etc/pki/ca.crt" in files:  # the fleet CA, trusted by every host that has certificates
+            self.manifest["files"].append(
+                {
+                    "path": "/etc/pki/ca.crt",
+                    "module": "node",
+                    "format": "pem",
+                    "kind": "file",
+                    "owner": "root",
+                    "group": "root",
+                    "mode": "0644",
+                    "actions": [{"action": "none"}],
+                }
+            )
         for cert in certs:  # certificate files join the manifest's files so they install like any other
             for key, mode in (("cert", "0644"), ("key", "0600")):
                 self.manifest["files"].append(
@@ -206,19 +242,44 @@ class HostRun:
         units = [u["name"] for u in self.manifest.get("units", []) if u["module"] == module]
         return P.plan_module(self.ip, module, self.manifest, self.desired, self.live, self.record, self.running(units))
 
+    def host_checks(self, module: str) -> None:
+        """The host's own programs judge the staged files before anything live changes."""
+        result = self.remote.run(
+            f"cd {REMOTE_ROOT}/stage/lib && python3 -c {shlex.quote(HOST_CHECKS)} {shlex.quote(module)}",
+            check=False,
+            timeout=600,
+        )
+        try:
+            results = json.loads(result.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise ApplyError(f"the host checks did not run: {(result.stderr or result.stdout).strip()}") from None
+        failed = [r for r in results if r["status"] == "fail"]
+        if failed:
+            said = "\n".join(f"{r['checker']} {' '.join(r['files'])}: {r['output'].strip()}" for r in failed)
+            raise ApplyError(f"{module}: the staged files fail their checks; nothing was changed:\n{said}")
+        for r in results:
+            if r["status"] == "skip":
+                self.log(self.ip, f"{module}: check {r['checker']} skipped: {r['reason']}")
+
     def apply_module(self, module: str, cluster_ctx: dict) -> P.ModulePlan:
         plan = self.plan(module)
         if not plan.changes_anything:
             self._remember(module)
             return plan
         self.changed_any = True
+        started = time.monotonic()
         self.log(self.ip, f"{module}: {plan.summary()}")
+        if plan.install:
+            try:
+                self.host_checks(module)
+            except (RemoteError, ApplyError) as exc:
+                raise ApplyError(f"{self.ip}: {exc}") from None
         try:
             if plan.install:
                 self.remote.agent(
                     "install",
                     {
-                        "run_id": self.run_id,
+                        "run_id": f"{self.run_id}-{module}",
                         "stage": f"{REMOTE_ROOT}/stage",
                         "files": [
                             {k: c.entry.get(k) for k in ("path", "kind", "owner", "group", "mode")}
@@ -228,10 +289,11 @@ class HostRun:
                     },
                 )
             if plan.remove:
-                self.remote.agent("remove", {"run_id": self.run_id, "files": plan.remove})
+                self.remote.agent("remove", {"run_id": f"{self.run_id}-{module}", "files": plan.remove})
             for step in plan.steps:
                 self._activate(step, module, cluster_ctx)
             self.health(module)
+            self.log(self.ip, f"{module}: done in {time.monotonic() - started:.1f}s")
         except (RemoteError, ApplyError) as exc:
             self._rollback(module, plan)
             raise ApplyError(f"{self.ip}: {module}: {exc}") from None
@@ -248,6 +310,17 @@ class HostRun:
                 }
 
     def _activate(self, step: P.Step, module: str, cluster_ctx: dict) -> None:
+        try:
+            self._activate_step(step, module, cluster_ctx)
+        except RemoteError as exc:
+            said = ""
+            if step.unit:  # the daemon's own words, not systemctl's "see journalctl"
+                said = self.remote.run(
+                    f"journalctl -u {shlex.quote(step.unit)} -n 15 --no-pager -o cat", check=False
+                ).stdout.strip()
+            raise ApplyError(f"{step} failed: {exc}" + (f"\n{said}" if said else "")) from None
+
+    def _activate_step(self, step: P.Step, module: str, cluster_ctx: dict) -> None:
         run = self.remote.run
         if step.kind == "daemon-reload":
             run("systemctl daemon-reload")
@@ -265,7 +338,7 @@ class HostRun:
             self._patroni_dcs(cluster_ctx)
         elif step.kind == "pg-sql-primary":
             self._sql_on_primary(module)
-        elif step.kind in ("pg-rolling-restart", "redis-cluster-create", "minio-provision"):
+        elif step.kind in ("pg-rolling-restart", "pgbackrest-stanza", "redis-cluster-create", "minio-provision"):
             self._module_action(step.kind)
 
     def _is_primary(self) -> bool:
@@ -292,7 +365,7 @@ class HostRun:
         if not self._is_primary():
             return
         self.wait_patroni_leader()
-        dbsu = next((u["name"] for u in self.manifest.get("users", []) if u.get("uid") == 26), "postgres")
+        dbsu = self._dbsu()
         for entry in self.manifest["files"]:
             if entry["module"] == module and any(a["action"] == "pg-sql-primary" for a in entry["actions"]):
                 self.remote.run(
@@ -301,10 +374,71 @@ class HostRun:
                     timeout=600,
                 )
 
+    def _dbsu(self) -> str:
+        return shlex.quote(self.manifest.get("identity", {}).get("pgsql", {}).get("dbsu", "postgres"))
+
     def _module_action(self, kind: str) -> None:
-        for entry in self.manifest["files"]:
-            if any(a["action"] == kind for a in entry["actions"]) and entry.get("format") == "shell":
-                self.remote.run(f"bash {shlex.quote(entry['path'])}", timeout=600)
+        identity = self.manifest.get("identity", {})
+        if kind == "redis-cluster-create":
+            spec = identity.get("redis", {}).get("cluster_create")
+            if not spec or spec.get("run_on") != self.ip:
+                return
+            first = spec["members"][0]
+            auth = ""
+            if spec.get("password_secret"):
+                auth = f"-a {shlex.quote(self.values.get(spec['password_secret'], ''))} --no-auth-warning "
+            host, port = first.rsplit(":", 1) if ":" in first else first.split()
+            known = self.remote.run(f"redis-cli {auth}-h {host} -p {port} cluster info", check=False).stdout
+            if "cluster_known_nodes:1\r" not in known and "cluster_known_nodes:1\n" not in known:
+                return  # already formed: creating again would fail (and is not wanted)
+            members = " ".join(shlex.quote(m.replace(" ", ":")) for m in spec["members"])
+            self.remote.run(
+                f"redis-cli {auth}--cluster create {members} --cluster-replicas {int(spec['replicas'])} --cluster-yes",
+                timeout=300,
+            )
+        elif kind == "minio-provision":
+            if identity.get("minio", {}).get("provision_on") != self.ip:
+                return
+            for entry in self.manifest["files"]:
+                if any(a["action"] == kind for a in entry["actions"]):
+                    self.remote.run(f"bash {shlex.quote(entry['path'])}", timeout=600)
+        elif kind == "pgbackrest-stanza":
+            if self._is_primary():
+                self.wait_patroni_leader()
+                stanza = shlex.quote(identity["pgsql"]["cluster"])
+                dbsu = self._dbsu()
+                self.remote.run(f"runuser -u {dbsu} -- pgbackrest --stanza={stanza} stanza-create", timeout=600)
+                if identity["pgsql"].get("init_backup"):
+                    info = self.remote.run(f"runuser -u {dbsu} -- pgbackrest --stanza={stanza} info", check=False)
+                    if "status: error (no valid backups)" in info.stdout:
+                        self.remote.run(
+                            f"runuser -u {dbsu} -- pgbackrest --stanza={stanza} --type=full backup", timeout=3600
+                        )
+        elif kind == "pg-rolling-restart":
+            if self._is_primary():
+                self.wait_patroni_leader()
+                self.remote.run(
+                    "patronictl -c /etc/patroni/patroni.yml restart --force --pending "
+                    f"{shlex.quote(identity['pgsql']['cluster'])}",
+                    timeout=900,
+                )
+
+    def disable_conflicts(self) -> None:
+        """Units a distribution package starts that would hold our ports (Debian's redis-server ...)."""
+        units = sorted(
+            {
+                u
+                for v in self.manifest.get("identity", {}).values()
+                if isinstance(v, dict)
+                for u in v.get("disable_units", [])
+            }
+        )
+        for unit in units:
+            state = self.remote.run(f"systemctl is-enabled {shlex.quote(unit)}", check=False).stdout.strip()
+            if state not in ("masked", "not-found", ""):
+                self.remote.run(f"systemctl disable --now {shlex.quote(unit)}", check=False)
+                self.remote.run(f"systemctl mask {shlex.quote(unit)}", check=False)
+                self.log(self.ip, f"disabled {unit} (it would hold our ports)")
 
     def health(self, module: str) -> None:
         for unit in [u for u in self.manifest.get("units", []) if u["module"] == module]:
@@ -337,7 +471,7 @@ class HostRun:
     def _rollback(self, module: str, plan: P.ModulePlan) -> None:
         self.log(self.ip, f"{module}: failed, restoring the previous files")
         try:
-            self.remote.agent("restore", {"run_id": self.run_id})
+            self.remote.agent("restore", {"run_id": f"{self.run_id}-{module}"})  # only this phase's changes
             self.remote.run("systemctl daemon-reload", check=False)
             for step in plan.steps:
                 if step.unit and step.kind in ("start", "restart", "reload"):
@@ -397,8 +531,11 @@ def apply(
     failed: set[str] = set()
 
     def first_touch(run: HostRun) -> None:
+        if run.staged:
+            return
         run.stage()
         run.prepare()
+        run.disable_conflicts()
         run.inspect()
 
     try:

@@ -32,6 +32,20 @@ def _dquoted(value: str) -> str:  # inside "..." where a quote is doubled (pgbou
     return _no_breaks(value, "pgbouncer").replace('"', '""')
 
 
+def _backslash_dquoted(value: str) -> str:  # inside "..." with backslash escapes (redis)
+    return _no_breaks(value, "redis").replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _json_string(value: str) -> str:  # inside a JSON string
+    return json.dumps(value, ensure_ascii=False)[1:-1]
+
+
+def _single_quoted(value: str) -> str:  # inside '...' of a shell/systemd environment file
+    if "'" in value:
+        raise SecretError("a value with a single quote cannot be written into an environment file")
+    return _no_breaks(value, "environment")
+
+
 def _sql(value: str) -> str:  # inside '...' (standard_conforming_strings on)
     return _no_breaks(value, "SQL").replace("'", "''")
 
@@ -44,6 +58,10 @@ ESCAPERS: dict[str, Callable[[str], str]] = {
     "haproxy": _haproxy,
     "pgbouncer-auth": _dquoted,
     "sql": _sql,
+    "redis": _backslash_dquoted,
+    "redis-sentinel": _backslash_dquoted,
+    "json": _json_string,
+    "env": _single_quoted,
 }
 
 
@@ -76,7 +94,7 @@ def substitute(text: str, fmt: str, values: Mapping[str, str]) -> str:
 
     if "<<secret:" not in text:
         return text
-    if fmt in ("yaml", "json"):
+    if fmt == "yaml":
         return "".join(
             _yaml_line(line, lookup) if "<<secret:" in line else line for line in text.splitlines(keepends=True)
         )

@@ -30,6 +30,20 @@ def store() -> dict[str, str]:
     return read_store(OUTDIR)
 
 
+@pytest.fixture(autouse=True)
+def strict_host_keys(host):
+    """testinfra's paramiko backend only warns on unknown host keys: hand it sty's own client, which
+    loads the configured known hosts and rejects anything else."""
+    from apply.remote import Host, SshOptions
+
+    backend = host.backend
+    if "client" not in backend.__dict__:
+        remote = Host.from_manifest(me(host), SshOptions.from_env())
+        conn = remote.connection()
+        conn.open()
+        backend.__dict__["client"] = conn.client
+
+
 def me(host) -> dict:
     return manifest_of(host.backend.hostname)
 
@@ -110,6 +124,11 @@ def _admin(host) -> tuple[str, str]:
     return "dbuser_dba", store().get(f"{cluster}/pg_admin_password", "")
 
 
+def _pooled_databases(host) -> list[str]:
+    text = host.file("/etc/pgbouncer/database.txt").content_string
+    return [line.split("=", 1)[0].strip() for line in text.splitlines() if line.strip() and not line.startswith(";")]
+
+
 def test_haproxy_services_route_by_role(host):
     if "pgsql" not in me(host).get("identity", {}):
         pytest.skip("not a PostgreSQL instance")
@@ -118,10 +137,12 @@ def test_haproxy_services_route_by_role(host):
         pytest.skip("the secret store has no admin password")
     ports = {p["component"]: p["port"] for p in me(host)["ports"]}
     cluster = me(host)["identity"]["pgsql"]["cluster"]
-    primary = _psql(host, ports[f"haproxy:{cluster}-primary"], user, password, "select pg_is_in_recovery()")
+    db = (_pooled_databases(host) or ["postgres"])[0]  # 5433/5434 lead to pgbouncer: a pooled database
+    primary = _psql(host, ports[f"haproxy:{cluster}-primary"], user, password, "select pg_is_in_recovery()", db)
     assert primary.stdout.strip() == "f", primary.stdout + primary.stderr
     if len(me(host)["identity"]["pgsql"]["members"]) > 1:
-        replica = _psql(host, ports[f"haproxy:{cluster}-replica"], user, password, "select pg_is_in_recovery()")
+        sql = "select pg_is_in_recovery()"
+        replica = _psql(host, ports[f"haproxy:{cluster}-replica"], user, password, sql, db)
         assert replica.stdout.strip() == "t", replica.stdout + replica.stderr
 
 
@@ -138,8 +159,7 @@ def test_pgbouncer_login_and_databases(host):
     if not users:
         pytest.skip("the secret store has no pg_users password")
     port = next(p["port"] for p in me(host)["ports"] if p["component"] == "pgbouncer")
-    dbs = host.file("/etc/pgbouncer/database.txt").content_string
-    names = [line.split("=", 1)[0].strip() for line in dbs.splitlines() if line and not line.startswith(";")]
+    names = _pooled_databases(host)
     assert names, "pgbouncer lists no database"
     for db in names:
         out = _psql(host, port, users[0], values[f"{cluster}/pg_users/{users[0]}/password"], "select 1", db)

@@ -24,6 +24,7 @@ ACTIONS = {
     "patroni-dcs-config": "patronictl edit-config: change the cluster-wide DCS configuration",
     "pg-rolling-restart": "restart PostgreSQL replicas first, then switch over and restart the old primary",
     "pg-sql-primary": "run SQL on the cluster primary",
+    "pgbackrest-stanza": "create the pgBackRest stanza on the primary (and a first full backup if asked)",
     "redis-cluster-create": "create the native Redis cluster once all members run",
     "minio-provision": "create MinIO buckets, users and policies",
 }
@@ -175,6 +176,12 @@ class HostBundle:
         """Register a secret's value for the store and return the placeholder the bundle carries."""
         self.secrets[name] = pick(name, value, self.overrides)
         return f"<<secret:{name}>>"
+
+    def keep(self, name: str, value: Any) -> None:
+        """A secret the apply stage or `sty verify` needs although no file carries it."""
+        value = pick(name, value, self.overrides)
+        if value:
+            self.secrets[name] = value
 
     def secret_value(self, name: str, value: Any) -> str:
         """The effective value of a secret (for deriving another secret from it)."""

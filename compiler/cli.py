@@ -202,6 +202,47 @@ def explain(param):
     click.echo(to_yaml(out), nl=False)
 
 
+@main.command(name="ca")
+@INVENTORY
+@OUTDIR
+@FACTS
+def ca_command(inventory, outdir, facts_dir):
+    """Create the fleet CA if missing; issue the certificates the manifests in the output directory list."""
+    import yaml
+
+    from .ca import DEFAULT_CN, DEFAULT_VALIDITY, ca_dir, ensure_ca, sign_for_bundle
+
+    compiled = _compile(inventory, facts_dir, False)
+    fleet = compiled.fleet
+    source = (fleet.with_module("infra") or list(fleet.hosts.values()) or [None])[0]
+    cn = str(source.params.get("ca_cn") or DEFAULT_CN) if source else DEFAULT_CN
+    validity = str(source.params.get("cert_validity") or DEFAULT_VALIDITY) if source else DEFAULT_VALIDITY
+    out = Path(outdir)
+    manifests = sorted(p for p in out.glob("*.yml") if (out / p.stem).is_dir())
+    if not manifests:
+        _fail_usage(f"no bundles in {outdir}: run sty build first")
+    try:
+        ca = ensure_ca(ca_dir(out), cn, validity)
+        results: list = []
+        for path in manifests:
+            sign_for_bundle(out, yaml.safe_load(path.read_text(encoding="utf-8")), cn, validity, results=results)
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.FAILED)
+    click.echo(f"{'created' if ca.created else 'kept'} CA {ca_dir(out)} (CN {cn}, expires {ca.expires:%Y-%m-%d})")
+    if ca.expires_soon:
+        click.echo(
+            f"warning: the CA expires on {ca.expires:%Y-%m-%d}; every certificate it signs expires with it", err=True
+        )
+    for host, name, issued in results:
+        if issued.status != "unchanged":
+            click.echo(
+                f"{host}: {name}: {issued.status}" + (f" ({issued.reason})" if issued.reason != "missing" else "")
+            )
+    changed = sum(1 for *_, issued in results if issued.status != "unchanged")
+    click.echo(f"{len(results)} certificate(s): {changed} issued, {len(results) - changed} unchanged")
+
+
 SSH_CONFIG = click.option("--ssh-config", default=None, help="OpenSSH client config (identity, known hosts).")
 
 
@@ -262,6 +303,8 @@ def verify(outdir, target, ssh_config):
         code = run_verify(Path(outdir), target, SshOptions.from_env(config=ssh_config))
     except LookupError as exc:
         _fail_usage(str(exc))
+    if code == 0:
+        click.echo(f"verified: every check passed on {target}")
     sys.exit(Exit.OK if code == 0 else Exit.FAILED)
 
 
@@ -282,6 +325,24 @@ def facts(outdir, host, facts_dir, ssh_config):
         click.echo(f"error: {exc}", err=True)
         sys.exit(Exit.FAILED)
     click.echo(f"wrote {path}")
+
+
+@main.command()
+@OUTDIR
+@LIMIT
+@click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(1, 64), help="Hosts checked at once.")
+@click.option("-v", "--verbose", is_flag=True, help="Also list the checks that passed.")
+def lint(outdir, target, jobs, verbose):
+    """Judge every host bundle with the real programs, each host in a private network namespace (root).
+    Exit 3 when a check fails."""
+    from apply.lint import UsageError
+    from apply.lint import run as run_lint
+
+    try:
+        code = run_lint(Path(outdir), target, jobs=jobs, verbose=verbose, echo=lambda s: click.echo(s, nl=False))
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

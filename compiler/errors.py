@@ -28,7 +28,9 @@ class Problem:
     severity: str = "error"  # error | warning | note
 
     def __str__(self) -> str:
-        return f"{self.severity}: {self.path}: {self.message}"
+        # one problem, one line: a value quoted in the message may carry a line break
+        text = f"{self.severity}: {self.path}: {self.message}"
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 @dataclass

@@ -31,10 +31,10 @@ def manifest(ip: str) -> dict:
 def test_replica_service_lists_three_servers_checked_on_patroni():
     cfg = f("10.10.10.11", "/etc/haproxy/conf.d/pg-test-replica.cfg")
     servers = re.findall(r"^\s+server (\S+) (\S+) check port 8008 weight 100(.*)$", cfg, re.M)
-    assert [(s[0], s[1]) for s in servers] == [
-        ("pg-test-1", "10.10.10.11:6432"),
-        ("pg-test-2", "10.10.10.12:6432"),
-        ("pg-test-3", "10.10.10.13:6432"),
+    assert [(s[0], s[1], s[2]) for s in servers] == [
+        ("pg-test-2", "10.10.10.12:6432", ""),
+        ("pg-test-3", "10.10.10.13:6432", ""),
+        ("pg-test-1", "10.10.10.11:6432", " backup"),  # the primary serves reads only when no replica can
     ]
     assert "bind *:5434" in cfg
     assert "http-check send meth OPTIONS uri /read-only" in cfg
@@ -56,7 +56,8 @@ def test_default_and_offline_services_route_as_pigsty_does():
 def test_custom_service_from_pg_services():
     cfg = f("10.10.10.13", "/etc/haproxy/conf.d/pg-test-standby.cfg")
     assert "bind *:5435" in cfg and "uri /sync" in cfg
-    assert re.search(r"server pg-test-1 \S+ check port 8008 weight 100 backup", cfg) is None  # selected, not backup
+    assert re.search(r"server pg-test-1 \S+ check port 8008 weight 100 backup", cfg)  # backup: the primary
+    assert re.search(r"server pg-test-2 \S+ check port 8008 weight 100\n", cfg)
     assert {"port": 5435, "component": "haproxy:pg-test-standby", "module": "pgsql", "address": "0.0.0.0"} in manifest(
         "10.10.10.13"
     )["ports"]

@@ -53,3 +53,23 @@ def register(name: str) -> Callable[[CheckFn], CheckFn]:
         return fn
 
     return wrap
+
+
+# checker modules that failed to import: module name -> the error (the runner reports them, never hides them)
+LOAD_ERRORS: dict[str, str] = {}
+_NOT_CHECKERS = {"util", "runner"}
+
+
+def load_all() -> dict[str, CheckFn]:
+    """Import every checker module of this package (each registers its checkers) and return CHECKERS."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        if info.name in _NOT_CHECKERS or info.name.startswith("_"):
+            continue
+        try:
+            importlib.import_module(f"{__name__}.{info.name}")
+        except Exception as exc:  # a checker being written must not take the others down
+            LOAD_ERRORS[info.name] = f"{type(exc).__name__}: {exc}"
+    return CHECKERS

@@ -142,3 +142,143 @@ def netns(addresses: list[str]) -> Iterator[Netns]:
         for proc in ns.procs:
             stop(proc)
         subprocess.run(["ip", "netns", "del", ns.name], capture_output=True, timeout=10)
+
+
+# --------------------------------------------------------------------------------------------------
+# what this machine can run: missing programs, PostgreSQL versions, platforms
+# --------------------------------------------------------------------------------------------------
+
+
+class NotInstalled(Exception):
+    """A program the check needs is missing but could be installed here: the runner reports a skip,
+    a failure under CI (CI must skip nothing). The message is always "program X is not installed"."""
+
+    def __init__(self, program: str, package: str | None = None):
+        self.program = program
+        self.package = package
+        super().__init__(f"program {program} is not installed" + (f" (Debian package {package})" if package else ""))
+
+
+class Unavailable(Exception):
+    """The bundle asks for something that cannot be installed on this machine (PostgreSQL 18 on Debian 12, an
+    extension no package provides here): the runner reports a skip with this reason, under CI too."""
+
+
+NOT_INSTALLED = re.compile(r"^program (\S+) is not installed")
+
+
+def require(*programs: str, package: str | None = None) -> None:
+    """Raise NotInstalled for the first program that is neither on PATH nor an existing path."""
+    for prog in programs:
+        if not (shutil.which(prog) or (prog.startswith("/") and os.access(prog, os.X_OK))):
+            raise NotInstalled(prog, package)
+
+
+def machine_platform() -> str | None:
+    """This machine as a sty platform name (`debian12`, `el9`), from /etc/os-release; None if unknown."""
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return None
+    info = dict(re.findall(r'^(\w+)="?([^"\n]*)"?$', text, re.M))
+    ident, version = info.get("ID", ""), info.get("VERSION_ID", "").split(".")[0]
+    if ident == "debian":
+        return f"debian{version}"
+    if ident in ("rhel", "rocky", "almalinux", "centos", "ol"):
+        return f"el{version}"
+    return None
+
+
+# PostgreSQL major versions each platform's own package sources provide (Debian 12 ships 15 only; PGDG is
+# not a source this project's machines reach).
+INSTALLABLE_PG: dict[str, set[int]] = {"debian12": {15}}
+
+
+def pg_installed() -> dict[int, Path]:
+    """Installed PostgreSQL servers: major version -> bin dir (Debian layout)."""
+    found = {}
+    for d in Path("/usr/lib/postgresql").glob("*/bin"):
+        if d.parent.name.isdigit() and (d / "postgres").exists():
+            found[int(d.parent.name)] = d
+    return dict(sorted(found.items()))
+
+
+def pg_bin(version: int) -> Path:
+    """The bin dir of PostgreSQL `version` here; NotInstalled when this machine's packages have it,
+    Unavailable when they cannot."""
+    have = pg_installed()
+    if version in have:
+        return have[version]
+    if version in INSTALLABLE_PG.get(machine_platform() or "", set()):
+        raise NotInstalled(f"/usr/lib/postgresql/{version}/bin/postgres", f"postgresql-{version}")
+    has = ", ".join(str(v) for v in have) or "none"
+    raise Unavailable(
+        f"PostgreSQL {version} is not installed here and cannot be: this machine's package sources "
+        f"({machine_platform() or 'unknown platform'}) do not have it (installed: {has})"
+    )
+
+
+def pg_version(manifest: dict, bin_dir: str = "") -> int | None:
+    """The PostgreSQL major version a bundle targets: from its packages, else from its bin_dir."""
+    for pkg in manifest.get("packages") or []:
+        m = re.fullmatch(r"postgresql-?(\d+)(-server)?", str(pkg))
+        if m:
+            return int(m.group(1))
+    m = re.search(r"(?:postgresql/|pgsql-)(\d+)", bin_dir)
+    return int(m.group(1)) if m else None
+
+
+def ci() -> bool:
+    """Under CI a missing program is a failure, never a skip."""
+    return bool(os.environ.get("CI"))
+
+
+def netns_id() -> str:
+    """The current process's network namespace (`net:[4026531840]`)."""
+    return os.readlink("/proc/self/ns/net")
+
+
+# --------------------------------------------------------------------------------------------------
+# files the apply stage provides (the fleet CA, certificates signed at apply time)
+# --------------------------------------------------------------------------------------------------
+
+FLEET_CA = "/etc/pki/ca.crt"  # Pigsty's CA certificate on every node
+
+
+def provided_files(manifest: dict) -> list[str]:
+    """Host paths a bundle may reference that are not in it because the apply stage provides them."""
+    paths = [FLEET_CA]
+    for cert in manifest.get("certificates") or []:
+        if isinstance(cert, dict):
+            paths += [str(cert[k]) for k in ("cert", "key") if cert.get(k)]
+    return list(dict.fromkeys(paths))
+
+
+def standin_certificates(manifest: dict, texts: list[str], tmp: Path) -> tuple[dict[str, str], list[str]]:
+    """For each provided file that one of `texts` references: a stand-in (a self-signed certificate with its
+    key in the same PEM, or the key alone for key paths) under `tmp`. Returns (host path -> stand-in path,
+    notes for the result)."""
+    wanted = [p for p in provided_files(manifest) if any(p in t for t in texts)]
+    if not wanted:
+        return {}, []
+    base = tmp / "standin"
+    base.mkdir(exist_ok=True)
+    key, crt = base / "standin.key", base / "standin.crt"
+    openssl = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=sty-standin -days 2"
+    run([*openssl.split(), "-keyout", str(key), "-out", str(crt)]).check_returncode()
+    mapping, notes = {}, []
+    for i, path in enumerate(wanted):
+        dst = base / f"{i}-{Path(path).name}"
+        keyish = path.endswith(".key")
+        dst.write_text(key.read_text() if keyish else crt.read_text() + key.read_text())
+        dst.chmod(0o644)
+        mapping[path] = str(dst)
+        what = "key" if keyish else "certificate"
+        notes.append(f"{path} is provided by the apply stage: checked with a stand-in {what}")
+    return mapping, notes
+
+
+def replace_paths(text: str, mapping: dict[str, str]) -> str:
+    for src, dst in sorted(mapping.items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(src, dst)
+    return text

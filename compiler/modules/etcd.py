@@ -8,7 +8,8 @@ from ..bundle import DAEMON_RELOAD, Directory, FileSpec, HostBundle, OsUser, Por
 from ..errors import Report
 from ..model import Fleet, Host
 from ..module import FleetModule
-from ..render import HEADER, render, to_yaml
+from ..render import HEADER, render, template_text, to_yaml
+from .node import contribute_logs
 
 
 @dataclass
@@ -89,6 +90,7 @@ class EtcdModule(FleetModule):
             "max-txn-ops": 10000,
             "max-request-bytes": 10 * 1024 * 1024,
             "enable-v2": False,
+            "enable-grpc-gateway": True,  # Patroni's etcd3 client speaks the v3 JSON gateway
             "logger": "zap",
             "log-outputs": ["stderr"],
         }
@@ -122,3 +124,13 @@ class EtcdModule(FleetModule):
         b.check("etcd", "/etc/etcd/etcd.conf", where="build")
         b.check("systemd", "/etc/systemd/system/etcd.service")
         b.info["etcd"] = {"cluster": cluster.name, "member": me.name, "seq": me.seq}
+        logs = {
+            "etcd": {
+                "job": "etcd",
+                "ins": me.name,
+                "cls": cluster.name,
+                "source": {"type": "journald", "include_units": ["etcd.service"]},
+                "remap": template_text("etcd/etcd.vrl"),
+            }
+        }
+        contribute_logs(b, host, self.name, logs)

@@ -1,13 +1,67 @@
-"""PGSQL: HA PostgreSQL clusters. Membership by `pg_cluster`; per instance Patroni, the HBA file,
-pgbouncer, and the cluster's HAProxy services (on its members or on `pg_service_provider` nodes)."""
+r"""PGSQL: HA PostgreSQL clusters. Membership by `pg_cluster`; per instance Patroni, the HBA file,
+pgbouncer, pgBackRest, the exporters, vip-manager, the superuser's crontab, the SQL that provisions
+roles and databases, and the cluster's HAProxy services (on its members or on `pg_service_provider`
+nodes).
+
+Files per PostgreSQL instance (besides Patroni, pg_hba, pgbouncer and the services):
+
+* `/etc/pgbackrest/pgbackrest.conf` (`pgbackrest_enabled`): stanza = cluster name with `pg1-path`,
+  `pg1-port`, `pg1-socket-path`, `pg1-user`; the repository `pgbackrest_repo[pgbackrest_method]` as
+  `repo1-*` options (secret fields become placeholders `<cluster>/pgbackrest_repo/<method>/<field>`).
+  Patroni gets `archive_mode`, `archive_command` (archive-push) and `archive_timeout`, a
+  `recovery_conf.restore_command` (archive-get) and, for non-local repositories, the `pgbackrest`
+  replica creation method. Creating the stanza and the first backup are apply-time operations.
+* pg_exporter, pgbouncer_exporter (both the `/usr/bin/pg_exporter` program), pgbackrest_exporter:
+  an environment file in the platform's EnvironmentFile directory and a unit each, only when enabled
+  (pgbouncer_exporter also needs pgbouncer, pgbackrest_exporter pgBackRest). Connection URLs embed
+  `<<secret:<cluster>/pg_monitor_password/urlencoded>>`, the monitor password percent-encoded for
+  URLs; `pg_exporter_url` / `pgbouncer_exporter_url` replace them as whole secrets (scoped by host).
+  The collector definitions are the package's `/etc/pg_exporter.yml`.
+* `/etc/default/vip-manager.yml` + `vip-manager.service` (`pg_vip_enabled`): etcd endpoints of the
+  etcd cluster, trigger key `<pg_namespace>/<cluster>/leader`, trigger value the instance name.
+  `pg_vip_interface: auto` is resolved as Pigsty does (the interface that holds the node's address):
+  from the node's facts when they name it, else when the unit starts, by its ExecStart; an explicit or
+  gathered name goes into the file. The manifest's identity records which.
+* the database superuser's crontab (`pg_crontab`, when not empty) at the platform's spool path.
+
+Provisioning SQL (`pg_provision`), identical on every member, run on the primary by the apply stage
+(action `pg-sql-primary`): every file the manifest lists under `/pg/conf/sql/`, in path order, as the
+database superuser with `psql -X -v ON_ERROR_STOP=1 -d postgres -f FILE`, placeholders substituted.
+Each file is idempotent, so a second run changes nothing:
+
+* `10-roles.sql`: `pg_default_roles + pg_users` (in that order). Missing roles are created; then
+  every role's attributes (login, superuser, createdb, createrole, inherit, replication, bypassrls,
+  connection limit, expiry) are set to the inventory's values (Pigsty's defaults where omitted), its
+  password to `<<secret:<cluster>/pg_users/<name>/scram>>` (the very verifier pgbouncer's userlist
+  carries), its `parameters` with ALTER ROLE SET, its comment, and its memberships granted or revoked
+  (admin option; set/inherit options on PostgreSQL 16+). Settings or memberships removed from the
+  inventory are left as they are. `expire_in` counts days from each run.
+* `20-databases.sql`: databases created when missing (CREATE DATABASE cannot run in a transaction,
+  so a `SELECT ... WHERE NOT EXISTS ... \gexec`), then owner, connection limit, allowconn, is_template,
+  `parameters`, comment, CONNECT (revokeconn) and CREATE privileges set; `state: absent` drops the
+  database (WITH (FORCE)). Creation-only options (template, encoding, locales, strategy, tablespace)
+  do not change an existing database.
+* `30-db-<name>.sql` for template1, postgres and each business database that accepts connections:
+  `\connect`s to it, creates `pg_default_schemas` and the database's schemas (and any schema an
+  extension names), creates `pg_default_extensions` and the database's extensions (an extension the
+  server does not have, such as pg_repack, vector, postgis or timescaledb on a plain PostgreSQL, is
+  skipped with a NOTICE), and sets `pg_default_privileges` for the database superuser, the admin user,
+  dbrole_admin and the database owner. Objects of roles being dropped are reassigned to the superuser.
+* `90-drop-roles.sql`: roles with `state: absent` are dropped (objects reassigned to the superuser).
+
+Identifiers are double-quoted (embedded quotes doubled), literals single-quoted with quotes doubled
+(`standard_conforming_strings` on); names, settings and privileges are validated in derive.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from typing import Any
+from urllib.parse import quote as urlquote
 
 from .. import hba as hba_rules
 from .. import tuning
@@ -26,9 +80,10 @@ from ..bundle import (
 from ..errors import Report, join_path
 from ..model import Fleet, Host
 from ..module import FleetModule
-from ..render import HEADER, RenderError, render, to_yaml
+from ..render import HEADER, RenderError, one_line, render, template_text, to_yaml
 from ..secrets import scram_verifier
 from .etcd import etcd_cluster
+from .node import contribute_logs
 
 CLUSTER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$.-]{0,62}$")
@@ -55,10 +110,159 @@ CHECKED_PARAMS = (
     "pg_replication_username",
     "pg_monitor_username",
     "pg_admin_username",
+    "pg_version",
+    "pg_parameters",
+    "pg_crontab",
+    "pg_vip_interface",
+    "pg_port",
+    "pgbouncer_port",
+    "patroni_port",
+    "pgbouncer_enabled",
+    "pgbackrest_enabled",
+    "pgbackrest_method",
+    "pgbackrest_repo",
+    "pg_exporter_enabled",
+    "pg_exporter_port",
+    "pg_exporter_params",
+    "pg_exporter_options",
+    "pg_exporter_include_database",
+    "pg_exporter_exclude_database",
+    "pgbouncer_exporter_enabled",
+    "pgbouncer_exporter_port",
+    "pgbouncer_exporter_options",
+    "pgbackrest_exporter_enabled",
+    "pgbackrest_exporter_port",
+    "pgbackrest_exporter_options",
+)
+# parameters the provisioning SQL reads (checked once per distinct definition, on the cluster's parameters)
+PROVISION_PARAMS = (
+    "pg_users",
+    "pg_default_roles",
+    "pg_databases",
+    "pg_default_privileges",
+    "pg_default_schemas",
+    "pg_default_extensions",
+    "pg_dbsu",
+    "pg_version",
+    "pg_replication_username",
+    "pg_monitor_username",
+    "pg_admin_username",
 )
 PATRONI_RELOAD = Action("patroni-reload")
 PATRONI_DCS = Action("patroni-dcs-config")
 PG_SQL = Action("pg-sql-primary")
+
+SQL_DIR = "/pg/conf/sql"
+# a GUC name as ALTER ROLE/DATABASE SET and postgresql.conf take it (custom ones carry one dot)
+GUC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+# GUCs whose value is a list: `search_path: a,b` means two elements, not one name with a comma
+LIST_GUCS = frozenset(
+    {"search_path", "datestyle", "temp_tablespaces", "local_preload_libraries", "session_preload_libraries"}
+)
+SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
+EXT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+EXT_VERSION = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+LOCALE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+EXPIRE_AT = re.compile(r"^(infinity|\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?)$")
+SYSTEM_DATABASES = ("postgres", "template0", "template1")
+# `pg_default_privileges` entries: ALTER DEFAULT PRIVILEGES FOR ROLE <r> <this>
+DEFAULT_PRIVILEGE = re.compile(
+    r"^\s*(GRANT|REVOKE)\s+(.+?)\s+ON\s+(\w+)\s+(TO|FROM)\s+(.+?)(\s+WITH\s+GRANT\s+OPTION)?\s*$", re.I
+)
+PRIVILEGES_ON = {
+    "TABLES": {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN", "ALL"},
+    "SEQUENCES": {"USAGE", "SELECT", "UPDATE", "ALL"},
+    "FUNCTIONS": {"EXECUTE", "ALL"},
+    "ROUTINES": {"EXECUTE", "ALL"},
+    "TYPES": {"USAGE", "ALL"},
+    "SCHEMAS": {"USAGE", "CREATE", "ALL"},
+}
+# pg_parameters may not set what sty or Patroni already decides
+SET_BY_STY = {
+    "hba_file": "pg_hba_file",
+    "unix_socket_directories": "pg_localhost",
+    "password_encryption": "pg_pwd_enc",
+}
+PGBACKREST_SETTINGS = ("archive_mode", "archive_command", "archive_timeout")
+# secret fields of a pgbackrest_repo entry (schemas/pgsql.json x-secret-fields of pgbackrest_repo)
+PGBACKREST_SECRET_FIELDS = ("azure_key", "cipher_pass", "s3_key_secret", "s3_token", "sftp_private_key_passphrase")
+PGBACKREST_OPTION = re.compile(r"^[a-z][a-z0-9_]*$")
+CRON_LINE = re.compile(r"^(@(reboot|yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)\s+\S")
+IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+# exporter command-line options go into a single-quoted EnvironmentFile value and are split on blanks
+EXPORTER_OPTIONS = re.compile(r"^[A-Za-z0-9 _.,:/=@%+*?&<>-]*$")
+URL_PARAMS = re.compile(r"^[A-Za-z0-9_.=&%/-]*$")
+DB_LIST = re.compile(r"^[A-Za-z0-9_$.,-]*$")
+# package names Pigsty's repositories use for what Debian does not ship, by platform family
+PIGSTY_PACKAGES = {
+    "deb": {"pg_exporter": "pg-exporter", "pgbackrest_exporter": "pgbackrest-exporter"},
+    "rpm": {"pg_exporter": "pg_exporter", "pgbackrest_exporter": "pgbackrest_exporter"},
+}
+# the database superuser's crontab, by platform family (cron's spool; Debian's needs group crontab)
+CRONTAB = {"deb": ("/var/spool/cron/crontabs/{user}", "crontab"), "rpm": ("/var/spool/cron/{user}", None)}
+
+
+# -- SQL quoting -------------------------------------------------------------------------------------
+def sql_ident(name: Any) -> str:
+    """A double-quoted SQL identifier (embedded quotes doubled)."""
+    return '"' + one_line(name).replace('"', '""') + '"'
+
+
+def sql_literal(value: Any) -> str:
+    """A single-quoted SQL literal for standard_conforming_strings = on (embedded quotes doubled)."""
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    return "'" + one_line(value).replace("'", "''") + "'"
+
+
+def sql_guc(name: Any) -> str:
+    """A setting name, refused unless it is one."""
+    if not GUC_NAME.match(str(name)):
+        raise RenderError(f"{name!r} is not a setting name")
+    return str(name)
+
+
+def sql_dollar(body: str, tag: str = "$sty$") -> str:
+    """A dollar-quoted block body, refused if it could end the quote early."""
+    if tag in body:
+        raise RenderError(f"a value contains {tag}")
+    return f"{tag}\n{body}{tag}"
+
+
+def guc_values(name: str, value: Any) -> list[str]:
+    """The literal(s) of `SET name = ...`: booleans as on/off, list settings split at commas."""
+    if isinstance(value, bool):
+        return ["on" if value else "off"]
+    text = str(value)
+    if name.lower() in LIST_GUCS and "," in text:
+        return [v.strip() for v in text.split(",") if v.strip()]
+    return [text]
+
+
+def pg_setting(value: Any) -> str:
+    """A postgresql.conf value as Patroni writes it (booleans as on/off)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+SQL_FUNCS = {"ident": sql_ident, "lit": sql_literal, "guc": sql_guc, "dollar": sql_dollar}
+
+
+@cache
+def extension_sql(name: str, schema: str | None, version: str | None, cascade: bool, state: str) -> str:
+    """The idempotent statement for one extension (the same in every database that lists it)."""
+    e = {"name": name, "schema": schema, "version": version, "cascade": cascade, "state": state}
+    return render("pgsql/sql/extension.sql.j2", e=e, **SQL_FUNCS).rstrip("\n")
+
+
+def env_quote(value: Any) -> str:
+    """A single-quoted EnvironmentFile value (taken literally by systemd), refused if it holds a quote,
+    a backslash or a line break."""
+    text = one_line(value)
+    if "'" in text or "\\" in text:
+        raise RenderError(f"value {text[:40]!r} cannot be written into an environment file")
+    return f"'{text}'"
 
 
 @dataclass
@@ -123,6 +327,7 @@ class PgsqlModel:
     clusters: dict[str, PgCluster]
     instance_of: dict[str, PgInstance]  # host ip -> instance
     provided_by: dict[str, list[PgCluster]]  # host ip -> clusters whose services it runs
+    sql: dict[str, dict[str, str]] = field(default_factory=dict)  # cluster -> provisioning SQL (same on members)
 
 
 def pgsql_model(fleet: Fleet) -> PgsqlModel:
@@ -154,14 +359,21 @@ def instance_ports(p) -> dict[int, str]:
     ports = {p["pg_port"]: "postgres", p["patroni_port"]: "patroni"}
     if p.get("pgbouncer_enabled"):
         ports.setdefault(p["pgbouncer_port"], "pgbouncer")
-    for key, label in (
-        ("pg_exporter", "pg_exporter"),
-        ("pgbouncer_exporter", "pgbouncer_exporter"),
-        ("pgbackrest_exporter", "pgbackrest_exporter"),
-    ):
-        if p.get(f"{key}_enabled"):
-            ports.setdefault(p[f"{key}_port"], label)
+    for key, port in exporter_ports(p).items():
+        ports.setdefault(port, key)
     return ports
+
+
+def exporter_ports(p) -> dict[str, int]:
+    """The exporters an instance runs, with their ports (pgbouncer's and pgBackRest's need them enabled)."""
+    out = {}
+    if p.get("pg_exporter_enabled"):
+        out["pg_exporter"] = p["pg_exporter_port"]
+    if p.get("pgbouncer_exporter_enabled") and p.get("pgbouncer_enabled"):
+        out["pgbouncer_exporter"] = p["pgbouncer_exporter_port"]
+    if p.get("pgbackrest_exporter_enabled") and p.get("pgbackrest_enabled"):
+        out["pgbackrest_exporter"] = p["pgbackrest_exporter_port"]
+    return out
 
 
 def node_ports(p) -> dict[int, str]:
@@ -172,10 +384,45 @@ def node_ports(p) -> dict[int, str]:
         ports.setdefault(p["haproxy_exporter_port"], "haproxy admin")
     if p.get("vector_enabled"):
         ports.setdefault(p["vector_port"], "vector")
+    if p.get("vip_enabled"):
+        ports.setdefault(p["vip_exporter_port"], "keepalived_exporter")
     for svc in p.get("haproxy_services") or []:
         if isinstance(svc, dict) and isinstance(svc.get("port"), int):
             ports.setdefault(svc["port"], f"haproxy service {svc.get('name')}")
     return ports
+
+
+def parse_default_privilege(text: str) -> dict[str, Any] | str:
+    """`GRANT SELECT ON TABLES TO dbrole_readonly` -> its parts, or the reason it is refused."""
+    m = DEFAULT_PRIVILEGE.match(text)
+    if not m or any(c in text for c in "\n\r\x00;"):
+        return "a default privilege reads GRANT|REVOKE <privileges> ON <objects> TO|FROM <roles> [WITH GRANT OPTION]"
+    verb, privs, objects, prep, grantees, grant_option = m.groups()
+    verb, objects, prep = verb.upper(), objects.upper(), prep.upper()
+    if (verb, prep) not in (("GRANT", "TO"), ("REVOKE", "FROM")):
+        return f"{verb} goes with {'TO' if verb == 'GRANT' else 'FROM'}"
+    if grant_option and verb == "REVOKE":
+        return "WITH GRANT OPTION only follows GRANT"
+    if objects not in PRIVILEGES_ON:
+        return f"default privileges apply to {', '.join(PRIVILEGES_ON)}, not {objects}"
+    names = [re.sub(r"\s+", " ", x.strip().upper()) for x in privs.split(",")]
+    names = ["ALL" if x == "ALL PRIVILEGES" else x for x in names]
+    bad = [x for x in names if x not in PRIVILEGES_ON[objects]]
+    if bad:
+        return f"{', '.join(bad)} is not a privilege on {objects} ({', '.join(sorted(PRIVILEGES_ON[objects]))})"
+    roles = [x.strip() for x in grantees.split(",")]
+    roles = ["PUBLIC" if r.upper() == "PUBLIC" else r for r in roles]
+    for r in roles:
+        if r != "PUBLIC" and not USER_NAME.match(r):
+            return f"'{r}' is not a role name"
+    return {
+        "verb": verb,
+        "privileges": names,
+        "objects": objects,
+        "prep": prep,
+        "grantees": roles,
+        "grant_option": bool(grant_option),
+    }
 
 
 class PgsqlModule(FleetModule):
@@ -239,6 +486,11 @@ class PgsqlModule(FleetModule):
                 if key not in checked:  # a definition shared by many hosts is checked once
                     checked.add(key)
                     self._check_instance(inst, report)
+            cp = cluster.params()
+            key = ("provision", *(cp.source(k) for k in PROVISION_PARAMS))
+            if key not in checked:
+                checked.add(key)
+                self._check_provision(cp, report)
             self._services(cluster, fleet, model, report)
         self._check_listeners(fleet, model, report)
 
@@ -291,6 +543,255 @@ class PgsqlModule(FleetModule):
                 for sub, message in hba_rules.rule_problems(rule, flavor):
                     report.error(join_path(self._list_path(p, key, base, i), *([sub] if sub else [])), message)
 
+        self._check_settings(p, report)
+        self._check_extras(p, report, inst.host.platform.name)
+
+    def _check_settings(self, p, report: Report) -> None:
+        """pg_parameters: setting names and one-line values, nothing sty or Patroni decides itself."""
+        params = p.get("pg_parameters") or {}
+        where = p.source("pg_parameters")
+        for name, value in params.items():
+            path = join_path(where, name)
+            if not GUC_NAME.match(str(name)):
+                report.error(path, f"'{name}' is not a PostgreSQL setting name")
+            elif name in SET_BY_STY:
+                report.error(path, f"{name} is set from {SET_BY_STY[name]}; change that parameter instead")
+            elif name in tuning.PATRONI_OWNED:
+                report.error(path, f"{name} is managed by Patroni and cannot be set in pg_parameters")
+            elif name in PGBACKREST_SETTINGS and p.get("pgbackrest_enabled"):
+                report.error(path, f"{name} is wired to pgBackRest while pgbackrest_enabled is true")
+            elif any(c in str(value) for c in "\n\r\x00"):
+                report.error(path, "a setting value must be one line")
+
+    def _check_extras(self, p, report: Report, platform: str) -> None:
+        """pgBackRest, exporters, VIP interface and crontab of one instance definition."""
+        for i, line in enumerate(p.get("pg_crontab") or []):
+            path = join_path(p.source("pg_crontab"), i)
+            if any(c in str(line) for c in "\n\r\x00"):
+                report.error(path, "a crontab entry must be one line")
+            elif not CRON_LINE.match(str(line).strip()):
+                report.error(path, "a crontab entry is five time fields (or @daily ...) followed by a command")
+        if p.get("pg_vip_enabled"):
+            iface = str(p.get("pg_vip_interface") or "auto")
+            if iface != "auto" and not IFACE.match(iface):
+                report.error(p.source("pg_vip_interface"), f"'{iface}' is not a network interface name (or auto)")
+        if p.get("pgbackrest_enabled"):
+            self._check_pgbackrest(p, report, platform)
+        for key, pattern, what in (
+            ("pg_exporter_options", EXPORTER_OPTIONS, "command line options without quotes, $ or backslashes"),
+            ("pgbouncer_exporter_options", EXPORTER_OPTIONS, "command line options without quotes, $ or backslashes"),
+            ("pgbackrest_exporter_options", EXPORTER_OPTIONS, "command line options without quotes, $ or backslashes"),
+            ("pg_exporter_params", URL_PARAMS, "URL query parameters such as sslmode=disable&connect_timeout=1"),
+            ("pg_exporter_include_database", DB_LIST, "a comma separated list of database names"),
+            ("pg_exporter_exclude_database", DB_LIST, "a comma separated list of database names"),
+        ):
+            if not pattern.match(str(p.get(key) or "")):
+                report.error(p.source(key), f"{key} must be {what}")
+        taken = {port: label for port, label in node_ports(p).items()}
+        taken.setdefault(p["pg_port"], "postgres")
+        taken.setdefault(p["patroni_port"], "patroni")
+        if p.get("pgbouncer_enabled"):
+            taken.setdefault(p["pgbouncer_port"], "pgbouncer")
+        for name, port in exporter_ports(p).items():
+            if port in taken:
+                report.error(p.source(f"{name}_port"), f"{name}_port {port} clashes with {taken[port]}")
+            taken[port] = name
+
+    def _check_pgbackrest(self, p, report: Report, platform: str) -> None:
+        method = str(p.get("pgbackrest_method"))
+        repos = p.get("pgbackrest_repo") or {}
+        if method not in repos:
+            known = ", ".join(sorted(repos)) or "none"
+            report.error(
+                p.source("pgbackrest_method"), f"pgbackrest_method '{method}' is not a key of pgbackrest_repo ({known})"
+            )
+            return
+        repo = repos[method]
+        where = join_path(p.source("pgbackrest_repo"), method)
+        if not isinstance(repo, dict):
+            report.error(where, "a pgbackrest_repo entry maps repository options to values")
+            return
+        for key, value in repo.items():
+            if not PGBACKREST_OPTION.match(str(key)):
+                report.error(join_path(where, key), f"'{key}' is not a pgBackRest repository option name")
+            elif isinstance(value, (dict, list)) or value is None or any(c in str(value) for c in "\n\r\x00"):
+                report.error(join_path(where, key), "a repository option value is one line of text")
+        kind = str(repo.get("type", "posix"))
+        if kind == "s3":
+            for key in ("s3_bucket", "s3_endpoint", "s3_region", "s3_key", "s3_key_secret"):
+                if not repo.get(key):
+                    report.error(join_path(where, key), f"an s3 repository needs {key}")
+        if str(repo.get("cipher_type", "none")) != "none" and not repo.get("cipher_pass"):
+            report.error(join_path(where, "cipher_pass"), "an encrypted repository (cipher_type) needs cipher_pass")
+        if platform == "debian12" and repo.get("block") in (True, "y"):
+            report.warning(
+                join_path(where, "block"),
+                "Debian 12's pgBackRest 2.45 accepts block incremental backup only with the beta option; "
+                "use a newer pgBackRest or drop block",
+            )
+
+    # -- provisioning: roles, databases, schemas, extensions, default privileges ------------------
+    def _check_provision(self, p, report: Report) -> None:
+        version = int(p["pg_version"])
+        dbsu = p["pg_dbsu"]
+        system_users = {
+            dbsu: "pg_dbsu",
+            p["pg_replication_username"]: "pg_replication_username",
+            p["pg_monitor_username"]: "pg_monitor_username",
+            p["pg_admin_username"]: "pg_admin_username",
+        }
+        users = p.combined("pg_users")
+        seen: dict[str, str] = {}
+        present: set[str] = set()
+        absent: set[str] = set()
+        for i, u in enumerate(users):
+            if not isinstance(u, dict) or not isinstance(u.get("name"), str):
+                continue
+            where = self._list_path(p, "pg_users", "pg_default_roles", i)
+            name = u["name"]
+            if name in seen:
+                report.error(join_path(where, "name"), f"role {name} is already defined at {seen[name]}")
+                continue
+            seen[name] = where
+            (absent if u.get("state") == "absent" else present).add(name)
+        for i, u in enumerate(users):
+            if not isinstance(u, dict) or not isinstance(u.get("name"), str):
+                continue
+            where = self._list_path(p, "pg_users", "pg_default_roles", i)
+            if seen.get(u["name"]) == where:
+                self._check_role(u, where, version, dbsu, system_users, present, absent, report)
+        databases = p.get("pg_databases") or []
+        names: dict[str, str] = {}
+        for i, db in enumerate(databases):
+            if not isinstance(db, dict):
+                continue
+            where = join_path(p.source("pg_databases"), i)
+            name = str(db.get("name"))
+            if name in names:
+                report.error(join_path(where, "name"), f"database {name} is already defined at {names[name]}")
+                continue
+            names[name] = where
+            self._check_database(db, where, version, present, absent, report)
+        for i, schema in enumerate(p.get("pg_default_schemas") or []):
+            if not SCHEMA_NAME.match(str(schema)):
+                report.error(join_path(p.source("pg_default_schemas"), i), f"schema name {schema!r} is not valid")
+        for i, ext in enumerate(p.get("pg_default_extensions") or []):
+            self._check_extension(ext, join_path(p.source("pg_default_extensions"), i), report)
+        for i, text in enumerate(p.get("pg_default_privileges") or []):
+            where = join_path(p.source("pg_default_privileges"), i)
+            parsed = parse_default_privilege(str(text))
+            if isinstance(parsed, str):
+                report.error(where, parsed)
+                continue
+            for grantee in parsed["grantees"]:
+                if grantee != "PUBLIC" and grantee not in present and not grantee.startswith("pg_"):
+                    report.error(where, f"'{grantee}' is not a role of pg_default_roles or pg_users")
+
+    @staticmethod
+    def _check_role(u, where, version, dbsu, system_users, present, absent, report: Report) -> None:
+        name = u["name"]
+        if u.get("state") == "absent":
+            if name in system_users:
+                report.error(join_path(where, "state"), f"{name} is {system_users[name]}; it cannot be dropped")
+            return
+        if name == dbsu and (u.get("superuser") is not True or u.get("login") is False):
+            report.error(where, f"{name} is the database superuser (pg_dbsu): it must keep superuser: true and login")
+        for key in ("comment", "expire_at"):
+            if key in u and any(c in str(u[key]) for c in "\n\r\x00"):
+                report.error(join_path(where, key), f"{key} must be one line")
+        if u.get("expire_in") is None and u.get("expire_at") is not None and not EXPIRE_AT.match(str(u["expire_at"])):
+            report.error(join_path(where, "expire_at"), "expire_at must be a date YYYY-MM-DD (quoted) or infinity")
+        for key, value in (u.get("parameters") or {}).items():
+            if not GUC_NAME.match(str(key)):
+                report.error(join_path(where, "parameters", key), f"'{key}' is not a PostgreSQL setting name")
+            elif any(c in str(value) for c in "\n\r\x00"):
+                report.error(join_path(where, "parameters", key), "a setting value must be one line")
+        for j, member in enumerate(u.get("roles") or []):
+            spec = member if isinstance(member, dict) else {"name": member}
+            target = str(spec.get("name"))
+            path = join_path(where, "roles", j)
+            if target == name:
+                report.error(path, f"role {name} cannot be a member of itself")
+            elif target in absent:
+                report.error(path, f"role {target} is dropped (state: absent); {name} cannot be granted it")
+            elif target not in present and not target.startswith("pg_"):
+                report.error(
+                    path, f"'{target}' is not a role of pg_default_roles or pg_users (nor a pg_ predefined role)"
+                )
+            for option in ("set", "inherit"):
+                if option in spec and version < 16:
+                    report.error(join_path(path, option), f"membership option {option} needs PostgreSQL 16 or later")
+
+    def _check_database(self, db, where, version, present, absent, report: Report) -> None:
+        name = str(db.get("name"))
+        state = db.get("state", "create")
+        if state == "recreate":
+            report.error(
+                join_path(where, "state"),
+                "state: recreate would drop the database on every apply; drop it with state: absent first",
+            )
+        if state == "absent":
+            if name in SYSTEM_DATABASES:
+                report.error(join_path(where, "state"), f"the system database {name} cannot be dropped")
+            return
+        for key in ("owner", "pool_auth_user"):
+            if db.get(key) in absent:
+                report.error(join_path(where, key), f"{key} '{db[key]}' is dropped (state: absent)")
+        if db.get("baseline"):
+            report.note(join_path(where, "baseline"), "baseline SQL files are not shipped by sty; load them yourself")
+        for key in ("template", "tablespace"):
+            if key in db and not DB_NAME.match(str(db[key])):
+                report.error(join_path(where, key), f"{key} {db[key]!r} is not a valid name")
+        if "encoding" in db and not re.match(r"^[A-Za-z0-9_-]{1,32}$", str(db["encoding"])):
+            report.error(join_path(where, "encoding"), f"encoding {db['encoding']!r} is not valid")
+        for key in ("locale", "lc_collate", "lc_ctype", "icu_locale", "builtin_locale"):
+            if key in db and not LOCALE.match(str(db[key])):
+                report.error(join_path(where, key), f"{key} {db[key]!r} is not a valid locale name")
+        for key in ("comment", "icu_rules"):
+            if key in db and any(c in str(db[key]) for c in "\n\r\x00"):
+                report.error(join_path(where, key), f"{key} must be one line")
+        needs = {"strategy": 15, "locale_provider": 15, "icu_rules": 16, "builtin_locale": 17}
+        for key, minimum in needs.items():
+            if key in db and version < minimum:
+                report.error(join_path(where, key), f"{key} needs PostgreSQL {minimum} or later (pg_version {version})")
+        if db.get("locale_provider") == "builtin" and version < 17:
+            report.error(
+                join_path(where, "locale_provider"), "the builtin locale provider needs PostgreSQL 17 or later"
+            )
+        for key, value in (db.get("parameters") or {}).items():
+            if not GUC_NAME.match(str(key)):
+                report.error(join_path(where, "parameters", key), f"'{key}' is not a PostgreSQL setting name")
+            elif any(c in str(value) for c in "\n\r\x00"):
+                report.error(join_path(where, "parameters", key), "a setting value must be one line")
+        for j, schema in enumerate(db.get("schemas") or []):
+            spec = schema if isinstance(schema, dict) else {"name": schema}
+            path = join_path(where, "schemas", j)
+            if not SCHEMA_NAME.match(str(spec.get("name"))):
+                report.error(path, f"schema name {spec.get('name')!r} is not valid")
+            owner = spec.get("owner")
+            if owner and owner not in present:
+                report.error(join_path(path, "owner"), f"owner '{owner}' is not a role of pg_default_roles or pg_users")
+        for j, ext in enumerate(db.get("extensions") or []):
+            self._check_extension(ext, join_path(where, "extensions", j), report)
+        if db.get("allowconn") is False:
+            if name in ("postgres", "template1"):
+                report.error(join_path(where, "allowconn"), f"{name} must accept connections")
+            elif db.get("schemas") or db.get("extensions"):
+                report.warning(
+                    join_path(where, "allowconn"),
+                    f"{name} does not accept connections, so its schemas and extensions are not created",
+                )
+
+    @staticmethod
+    def _check_extension(ext, where: str, report: Report) -> None:
+        spec = ext if isinstance(ext, dict) else {"name": ext}
+        if not EXT_NAME.match(str(spec.get("name"))):
+            report.error(where, f"extension name {spec.get('name')!r} is not valid")
+        if "schema" in spec and not SCHEMA_NAME.match(str(spec["schema"])):
+            report.error(join_path(where, "schema"), f"schema name {spec['schema']!r} is not valid")
+        if "version" in spec and not EXT_VERSION.match(str(spec["version"])):
+            report.error(join_path(where, "version"), f"extension version {spec['version']!r} is not valid")
+
     @staticmethod
     def _list_path(p, key: str, base: str, index: int) -> str:
         """Path of item `index` of a combined list `base + key`."""
@@ -335,9 +836,12 @@ class PgsqlModule(FleetModule):
                 continue
             svc = Service(cluster.name, name, int(port), spec, where)
             try:
-                svc.servers = select(spec.get("selector", "[]"), cluster.instances)
-                chosen = {s.host.ip for s in svc.servers}
-                svc.backups = [b for b in select(spec.get("backup"), cluster.instances) if b.host.ip not in chosen]
+                # Pigsty: a member the backup selector picks serves only as a backup, selected or not
+                svc.backups = select(spec.get("backup"), cluster.instances)
+                spare = {b.host.ip for b in svc.backups}
+                svc.servers = [
+                    s for s in select(spec.get("selector", "[]"), cluster.instances) if s.host.ip not in spare
+                ]
             except Exception as exc:  # jmespath raises several exception types
                 report.error(join_path(where, "selector"), f"invalid JMESPath selector: {exc}")
                 continue
@@ -417,7 +921,15 @@ class PgsqlModule(FleetModule):
             "role": inst.role,
             "primary": cluster.primary.host.ip if cluster.primary else None,
             "members": {i.name: i.host.ip for i in cluster.instances},
+            "version": int(p["pg_version"]),
+            "dbsu": p["pg_dbsu"],
+            "init_backup": bool(p.get("pgbackrest_enabled") and p.get("pgbackrest_init_backup")),
         }
+        # values `sty verify` logs in with; kept in the store, written into no file
+        b.keep(f"{cluster.name}/pg_admin_password", p["pg_admin_password"])
+        for user in p.combined("pg_users"):
+            if isinstance(user, dict) and user.get("pgbouncer") and user.get("name"):
+                b.keep(f"{cluster.name}/pg_users/{user['name']}/password", user.get("password"))
         version = int(p["pg_version"])
         bin_dir = p["pg_bin_dir"] if p.is_set("pg_bin_dir") else host.platform.pg_bin_dir.format(version=version)
         self._os(host, b, version)
@@ -425,8 +937,60 @@ class PgsqlModule(FleetModule):
         self._hba(host, fleet, inst, cluster, b)
         if p.get("pgbouncer_enabled"):
             self._pgbouncer(host, fleet, inst, cluster, b)
-        for peer in cluster.instances:  # peers resolve by instance name
-            b.contribute("/etc/hosts", self.name, f"pgsql:{peer.seq:08d}", f"{peer.host.ip} {peer.name}")
+        if p.get("pgbackrest_enabled"):
+            self._pgbackrest(host, inst, cluster, b)
+        self._exporters(host, inst, cluster, b)
+        if p.get("pg_vip_enabled"):
+            self._vip(host, fleet, inst, cluster, b)
+        if p.get("pg_crontab"):
+            self._crontab(host, inst, b)
+        if cluster.params().get("pg_provision"):
+            self._sql(cluster, b, model)
+        self._logs(host, inst, cluster, b)
+        if p.get("node_write_etc_hosts"):  # NODE owns /etc/hosts only then
+            for peer in cluster.instances:  # peers resolve by instance name
+                b.contribute("/etc/hosts", self.name, f"pgsql:{peer.seq:08d}", f"{peer.host.ip} {peer.name}")
+
+    def _logs(self, host: Host, inst: PgInstance, cluster: PgCluster, b: HostBundle) -> None:
+        """PostgreSQL, Patroni, pgbouncer and pgBackRest logs for the node's vector."""
+        p = host.params
+        who = {"job": "pgsql", "ins": inst.name, "cls": cluster.name}
+        first_line = r"^\d{4}-\d{2}-\d{2} "
+        multiline = {
+            "start_pattern": first_line,
+            "condition_pattern": first_line,
+            "mode": "halt_before",
+            "timeout_ms": 1000,
+        }
+        logs: dict[str, Any] = {
+            "postgres": {
+                **who,
+                "source": {"type": "file", "include": [f"{p['pg_log_dir']}/*.csv"], "multiline": multiline},
+                "remap": template_text("pgsql/vrl/postgres.vrl"),
+            },
+            "patroni": {
+                **who,
+                "source": {"type": "file", "include": [f"{p['patroni_log_dir']}/patroni.log"]},
+                "remap": template_text("pgsql/vrl/patroni.vrl"),
+            },
+        }
+        if p.get("pgbouncer_enabled"):
+            logs["pgbouncer"] = {
+                **who,
+                "source": {"type": "file", "include": [f"{p['pgbouncer_log_dir']}/pgbouncer.log"]},
+                "remap": template_text("pgsql/vrl/pgbouncer.vrl"),
+            }
+        if p.get("pgbackrest_enabled"):
+            logs["pgbackrest"] = {
+                **who,
+                "source": {
+                    "type": "file",
+                    "include": [f"{p['pgbackrest_log_dir']}/*.log"],
+                    "fingerprint": {"strategy": "device_and_inode"},
+                },
+                "remap": template_text("pgsql/vrl/pgbackrest.vrl"),
+            }
+        contribute_logs(b, host, self.name, logs)
 
     def _os(self, host: Host, b: HostBundle, version: int) -> None:
         p = host.params
@@ -471,10 +1035,22 @@ class PgsqlModule(FleetModule):
             pg_params = tuning.postgres_parameters(profile, res, **common)
         except ValueError as exc:
             raise RenderError(str(exc)) from None
-        pg_params.update({str(k): str(v) for k, v in (p.get("pg_parameters") or {}).items()})
+        # pg_parameters: settings Patroni keeps cluster-wide go to the DCS (from the cluster's definition)
+        for k, v in (cluster.params().get("pg_parameters") or {}).items():
+            if k in tuning.DCS_PARAMETER_NAMES:
+                dcs_params[str(k)] = pg_setting(v)
+        for k, v in (p.get("pg_parameters") or {}).items():
+            if k not in tuning.DCS_PARAMETER_NAMES:
+                pg_params[str(k)] = pg_setting(v)
+        if "pg_cron" in str(p["pg_libs"]) and "cron.database_name" not in pg_params:
+            pg_params["cron.database_name"] = str(p["pg_primary_db"])
         pg_params["hba_file"] = p["pg_hba_file"]
         pg_params["unix_socket_directories"] = p["pg_localhost"]
         pg_params["password_encryption"] = p["pg_pwd_enc"]
+        if p["pgbackrest_enabled"]:
+            pg_params["archive_mode"] = "on"
+            pg_params["archive_timeout"] = "300"
+            pg_params["archive_command"] = f"pgbackrest --stanza={cluster.name} archive-push %p"
         sync = profile == "crit" or int(p["pg_rpo"]) == 0
         etcd = etcd_cluster(fleet)
         initdb: list[Any] = [
@@ -547,6 +1123,7 @@ class PgsqlModule(FleetModule):
                 "parameters": pg_params,
                 "create_replica_methods": ["basebackup"],
                 "basebackup": [{"max-rate": "1000M"}, {"checkpoint": "fast"}],
+                **self._patroni_pgbackrest(p, cluster),
             },
             "watchdog": {
                 "mode": "off" if p["patroni_watchdog_mode"] in (False, "off") else p["patroni_watchdog_mode"],
@@ -591,6 +1168,25 @@ class PgsqlModule(FleetModule):
         b.check("patroni", "/etc/patroni/patroni.yml", where="build")
         b.check("postgres-settings", "/etc/patroni/patroni.yml", where="build")
         b.check("systemd", "/etc/systemd/system/patroni.service")
+
+    @staticmethod
+    def _patroni_pgbackrest(p, cluster: PgCluster) -> dict[str, Any]:
+        """Patroni's restore_command and, for a shared (non-local) repository, replicas made by pgBackRest."""
+        if not p["pgbackrest_enabled"]:
+            return {}
+        stanza = cluster.name
+        out: dict[str, Any] = {
+            "recovery_conf": {"restore_command": f'pgbackrest --stanza={stanza} archive-get %f "%p"'},
+        }
+        if p["pgbackrest_method"] != "local":
+            out["create_replica_methods"] = ["pgbackrest", "basebackup"]
+            out["pgbackrest"] = {
+                "command": f"/usr/bin/pgbackrest --stanza={stanza} --delta restore",
+                "keep_data": True,
+                "no_params": True,
+                "no_leader": True,
+            }
+        return out
 
     def _hba_context(self, host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster) -> hba_rules.HbaContext:
         p = host.params
@@ -646,19 +1242,7 @@ class PgsqlModule(FleetModule):
             hba_text = hba_rules.render_hba(p.combined("pgb_hba_rules"), ctx, "pgbouncer")
         except ValueError as exc:
             raise RenderError(str(exc)) from None
-        userlist = []
-        for u in pooled:
-            name = u["name"]
-            if name == p["pg_monitor_username"]:
-                value = b.secret_value(f"{cluster.name}/pg_monitor_password", p["pg_monitor_password"])
-            elif name == p["pg_admin_username"]:
-                value = b.secret_value(f"{cluster.name}/pg_admin_password", p["pg_admin_password"])
-            else:
-                value = b.secret_value(f"{cluster.name}/pg_users/{name}/password", u.get("password"))
-            # an unknown password stays an empty secret: apply refuses to ship it until secrets.yml has it
-            derived = scram_verifier(value, name) if value else ""
-            verifier = b.secret(f"{cluster.name}/pg_users/{name}/scram", derived)
-            userlist.append((name, verifier))
+        userlist = [(u["name"], self._scram(b, p, cluster, u)) for u in pooled]
         files = {
             "/etc/pgbouncer/pgbouncer.ini": (render("pgsql/pgbouncer.ini.j2", p=p, dbsu=dbsu), "ini"),
             "/etc/pgbouncer/database.txt": (
@@ -702,6 +1286,483 @@ class PgsqlModule(FleetModule):
         b.directories.add(Directory("/etc/pgbouncer", dbsu, dbsu, "0750"))
         b.check("pgbouncer", *files, where="build")
         b.check("systemd", "/etc/systemd/system/pgbouncer.service")
+
+    @staticmethod
+    def _scram(b: HostBundle, p, cluster: PgCluster, user: dict[str, Any]) -> str | None:
+        """The placeholder of a user's SCRAM verifier, shared by pgbouncer's userlist and the role SQL.
+        System users take their pg_*_password. None when the user has no password and is not pooled; a
+        pooled user without one gets an empty secret, which apply refuses to ship until secrets.yml has it."""
+        name = user["name"]
+        system = {
+            p["pg_monitor_username"]: "pg_monitor_password",
+            p["pg_admin_username"]: "pg_admin_password",
+            p["pg_replication_username"]: "pg_replication_password",
+            p["pg_dbsu"]: "pg_dbsu_password",
+        }
+        if name in system:
+            value = b.secret_value(f"{cluster.name}/{system[name]}", p.get(system[name]))
+        else:
+            value = b.secret_value(f"{cluster.name}/pg_users/{name}/password", user.get("password"))
+        if not value and not user.get("pgbouncer"):
+            return None
+        derived = scram_verifier(value, name) if value else ""
+        return b.secret(f"{cluster.name}/pg_users/{name}/scram", derived)
+
+    # -- pgBackRest -------------------------------------------------------------------------------
+    def _pgbackrest(self, host: Host, inst: PgInstance, cluster: PgCluster, b: HostBundle) -> None:
+        p = host.params
+        dbsu = p["pg_dbsu"]
+        method = str(p["pgbackrest_method"])
+        repo = dict((p["pgbackrest_repo"] or {})[method])
+        options: list[tuple[str, str]] = []
+        for key in sorted(repo, key=lambda k: (k != "type", k)):
+            value = repo[key]
+            if key in PGBACKREST_SECRET_FIELDS:
+                name = f"{cluster.name}/pgbackrest_repo/{method}/{key}"
+                one_line(b.secret_value(name, value))
+                value = b.secret(name, value)
+            elif isinstance(value, bool):
+                value = "y" if value else "n"
+            options.append((f"repo1-{key.replace('_', '-')}", str(value)))
+        cpu = host.facts.cpu
+        spool = "/pg/spool"
+        text = render(
+            "pgsql/pgbackrest.conf.j2",
+            p=p,
+            dbsu=dbsu,
+            stanza=cluster.name,
+            inst_name=inst.name,
+            method=method,
+            spool=spool,
+            repo=options,
+            push=min(math.ceil(cpu / 2), 4),
+            get=min(math.ceil(cpu / 4), 2),
+            restore=min(cpu, 8),
+        )
+        path = "/etc/pgbackrest/pgbackrest.conf"
+        b.add(
+            FileSpec(
+                path,
+                self.name,
+                text,
+                "pgbackrest",
+                owner=dbsu,
+                group=dbsu,
+                mode="0600",
+                actions=[Action("pgbackrest-stanza")],
+            )
+        )
+        b.packages.add("pgbackrest")
+        for d in ("/etc/pgbackrest", p["pgbackrest_log_dir"], spool):
+            b.directories.add(Directory(d, dbsu, dbsu, "0750"))
+        if str(repo.get("type", "posix")) == "posix":
+            b.directories.add(Directory(str(repo.get("path") or "/var/lib/pgbackrest"), dbsu, dbsu, "0750"))
+        b.check("pgbackrest", path, where="build")
+
+    # -- exporters --------------------------------------------------------------------------------
+    def _exporters(self, host: Host, inst: PgInstance, cluster: PgCluster, b: HostBundle) -> None:
+        p = host.params
+        ports = exporter_ports(p)
+        if not ports:
+            return
+        dbsu = p["pg_dbsu"]
+        envdir = host.platform.sysconfig_dir
+        packages = PIGSTY_PACKAGES[host.platform.family]
+        user = urlquote(str(p["pg_monitor_username"]), safe="")
+        password = b.secret_value(f"{cluster.name}/pg_monitor_password", p["pg_monitor_password"])
+        secret = b.secret(f"{cluster.name}/pg_monitor_password/urlencoded", urlquote(password, safe=""))
+        socket = urlquote(str(p["pg_localhost"]), safe="/")
+        timeout = str(int(p["pg_exporter_connect_timeout"]))
+        specs = []
+        if "pg_exporter" in ports:
+            params = str(p["pg_exporter_params"] or "")
+            url = self._url_override(b, host, "pg_exporter_url") or (
+                f"postgres://{user}:{secret}@:{p['pg_port']}/postgres?host={socket}" + (f"&{params}" if params else "")
+            )
+            env = [
+                ("PG_EXPORTER_URL", url),
+                ("PG_EXPORTER_CONFIG", "/etc/pg_exporter.yml"),
+                ("PG_EXPORTER_AUTO_DISCOVERY", "true" if p["pg_exporter_auto_discovery"] else "false"),
+                ("PG_EXPORTER_EXCLUDE_DATABASE", str(p["pg_exporter_exclude_database"] or "")),
+                ("PG_EXPORTER_INCLUDE_DATABASE", str(p["pg_exporter_include_database"] or "")),
+                ("PG_EXPORTER_CONNECT_TIMEOUT", timeout),
+                ("PG_EXPORTER_TELEMETRY_PATH", "/metrics"),
+                ("PG_EXPORTER_OPTS", self._opts(ports["pg_exporter"], p["pg_exporter_options"] or "--log.level=info")),
+            ]
+            specs.append(
+                (
+                    "pg_exporter",
+                    "pg_exporter: PostgreSQL metrics",
+                    "/usr/bin/pg_exporter",
+                    "PG_EXPORTER_OPTS",
+                    packages["pg_exporter"],
+                    "https://github.com/pgsty/pg_exporter",
+                    env,
+                )
+            )
+        if "pgbouncer_exporter" in ports:
+            url = self._url_override(b, host, "pgbouncer_exporter_url") or (
+                f"postgres://{user}:{secret}@:{p['pgbouncer_port']}/pgbouncer?host={socket}&sslmode=disable"
+            )
+            options = p["pgbouncer_exporter_options"] or "--log.level=info"
+            env = [
+                ("PG_EXPORTER_URL", url),
+                ("PG_EXPORTER_CONFIG", "/etc/pg_exporter.yml"),
+                ("PG_EXPORTER_AUTO_DISCOVERY", "false"),
+                ("PG_EXPORTER_CONNECT_TIMEOUT", timeout),
+                ("PG_EXPORTER_TELEMETRY_PATH", "/metrics"),
+                ("PG_EXPORTER_OPTS", self._opts(ports["pgbouncer_exporter"], options)),
+            ]
+            specs.append(
+                (
+                    "pgbouncer_exporter",
+                    "pgbouncer_exporter: pgbouncer metrics (pg_exporter)",
+                    "/usr/bin/pg_exporter",
+                    "PG_EXPORTER_OPTS",
+                    packages["pg_exporter"],
+                    "https://github.com/pgsty/pg_exporter",
+                    env,
+                )
+            )
+        if "pgbackrest_exporter" in ports:
+            options = f"--backrest.config=/etc/pgbackrest/pgbackrest.conf {p['pgbackrest_exporter_options'] or ''}"
+            env = [("PGBACKREST_EXPORTER_OPTS", self._opts(ports["pgbackrest_exporter"], options))]
+            specs.append(
+                (
+                    "pgbackrest_exporter",
+                    "pgbackrest_exporter: pgBackRest metrics",
+                    "/usr/bin/pgbackrest_exporter",
+                    "PGBACKREST_EXPORTER_OPTS",
+                    packages["pgbackrest_exporter"],
+                    "https://github.com/woblerr/pgbackrest_exporter",
+                    env,
+                )
+            )
+        for name, description, binary, optvar, package, docs, env in specs:
+            envfile = f"{envdir}/{name}"
+            unit = f"{name}.service"
+            b.add(
+                FileSpec(
+                    envfile,
+                    self.name,
+                    render("pgsql/exporter.env.j2", description=description, env=env, envq=env_quote),
+                    "env",
+                    owner=dbsu,
+                    group=dbsu,
+                    mode="0600",
+                    actions=[restart(unit)],
+                )
+            )
+            text = render(
+                "pgsql/exporter.service.j2",
+                description=description,
+                docs=docs,
+                dbsu=dbsu,
+                envfile=envfile,
+                bin=binary,
+                optvar=optvar,
+                reload=binary == "/usr/bin/pg_exporter",  # pg_exporter re-reads its collectors on SIGHUP
+            )
+            path = f"/etc/systemd/system/{unit}"
+            b.add(FileSpec(path, self.name, text, "systemd", actions=[DAEMON_RELOAD, restart(unit)]))
+            b.units.add(Unit(unit, self.name, f"http://{host.ip}:{ports[name]}/metrics"))
+            b.ports.add(Port(ports[name], name, self.name))
+            b.packages.add(package)
+            b.check("systemd", path)
+
+    @staticmethod
+    def _opts(port: int, options: str) -> str:
+        return " ".join([f"--web.listen-address=:{int(port)}", *str(options).split()])
+
+    @staticmethod
+    def _url_override(b: HostBundle, host: Host, key: str) -> str | None:
+        """A whole connection URL given by the inventory: a host-scoped secret."""
+        value = host.params.get(key)
+        if not value:
+            return None
+        name = f"{host.ip}/{key}"
+        env_quote(b.secret_value(name, value))  # refuses what cannot be written into the file
+        return b.secret(name, value)
+
+    # -- vip-manager ------------------------------------------------------------------------------
+    def _vip(self, host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster, b: HostBundle) -> None:
+        p = host.params
+        vip = ipaddress.IPv4Interface(str(p["pg_vip_address"]))
+        iface, how = str(p.get("pg_vip_interface") or "auto").strip(), "pg_vip_interface"
+        fact = getattr(host.facts, "interface", None)  # a gathered fact names the interface holding the address
+        if iface == "auto" and fact and IFACE.match(str(fact)):
+            iface, how = str(fact), "facts"
+        etcd = etcd_cluster(fleet)
+        conf = "/etc/default/vip-manager.yml"
+        doc: dict[str, Any] = {
+            "interval": 1000,
+            "trigger-key": f"{str(p['pg_namespace']).rstrip('/')}/{cluster.name}/leader",
+            "trigger-value": inst.name,
+            "ip": str(vip.ip),
+            "netmask": vip.network.prefixlen,
+            "manager-type": "basic",
+            "dcs-type": "etcd",
+            "dcs-endpoints": [f"http://{e}" for e in (etcd.client_endpoints() if etcd else [])],
+            "etcd-user": cluster.name,
+            "etcd-password": b.secret(f"{cluster.name}/pg_etcd_password", p.get("pg_etcd_password") or cluster.name),
+            "retry-num": 2,
+            "retry-after": 250,
+            "verbose": False,
+        }
+        if iface != "auto":
+            doc["interface"] = iface
+        unit = "vip-manager.service"
+        b.add(
+            FileSpec(
+                conf,
+                self.name,
+                to_yaml(doc, HEADER),
+                "yaml",
+                owner="root",
+                group=p["pg_dbsu"],
+                mode="0640",
+                actions=[restart(unit)],
+            )
+        )
+        text = render(
+            "pgsql/vip-manager.service.j2",
+            vip=str(vip),
+            cluster=cluster.name,
+            ip=host.ip,
+            auto=iface == "auto",
+            bin="/usr/bin/vip-manager",
+            conf=conf,
+        )
+        path = f"/etc/systemd/system/{unit}"
+        b.add(FileSpec(path, self.name, text, "systemd", actions=[DAEMON_RELOAD, restart(unit)]))
+        b.units.add(Unit(unit, self.name))
+        b.packages.add("vip-manager")
+        b.info["pgsql"]["vip"] = {
+            "address": str(vip),
+            "interface": iface if iface != "auto" else f"the interface holding {host.ip}, looked up at each start",
+            "interface_from": how if iface != "auto" else "vip-manager.service",
+        }
+        b.check("vip_manager", conf, path, where="build")
+        b.check("systemd", path)
+
+    # -- crontab ----------------------------------------------------------------------------------
+    def _crontab(self, host: Host, inst: PgInstance, b: HostBundle) -> None:
+        p = host.params
+        dbsu = p["pg_dbsu"]
+        if not USER_NAME.match(str(dbsu)):
+            raise RenderError(f"pg_dbsu {dbsu!r} cannot name a crontab")
+        template, group = CRONTAB[host.platform.family]
+        entries = [str(x).strip() for x in p["pg_crontab"]]
+        text = render("pgsql/crontab.j2", dbsu=dbsu, inst_name=inst.name, entries=entries)
+        path = template.format(user=dbsu)
+        b.add(FileSpec(path, self.name, text, "crontab", owner=dbsu, group=group or dbsu, mode="0600"))
+        b.packages.add("cron" if host.platform.family == "deb" else "cronie")
+
+    # -- provisioning SQL -------------------------------------------------------------------------
+    def _sql(self, cluster: PgCluster, b: HostBundle, model: PgsqlModel) -> None:
+        """The provisioning SQL, rendered once per cluster (every member carries the same files); each bundle
+        still registers the secrets its placeholders name."""
+        p = cluster.params()
+        dbsu = p["pg_dbsu"]
+        seen: set[str] = set()
+        roles: list[dict[str, Any]] = []
+        absent: list[str] = []
+        for i, u in enumerate(p.combined("pg_users")):
+            if not isinstance(u, dict) or not isinstance(u.get("name"), str) or u["name"] in seen:
+                continue
+            seen.add(u["name"])
+            if u.get("state") == "absent":
+                absent.append(u["name"])
+            else:
+                roles.append(self._role(b, p, cluster, u, self._list_path(p, "pg_users", "pg_default_roles", i)))
+        cached = model.sql.get(cluster.name)
+        if cached is None:
+            cached = model.sql[cluster.name] = self._sql_files(cluster, p, roles, absent)
+        for path, text in cached.items():
+            b.add(FileSpec(path, self.name, text, "sql", owner=dbsu, group=dbsu, mode="0600", actions=[PG_SQL]))
+        b.directories.add(Directory(SQL_DIR, dbsu, dbsu, "0700"))
+        b.check("postgres_sql", *sorted(cached), where="build")
+
+    def _sql_files(self, cluster: PgCluster, p, roles: list[dict[str, Any]], absent: list[str]) -> dict[str, str]:
+        dbsu = p["pg_dbsu"]
+        present = {r["name"] for r in roles}
+        admin_role = "dbrole_admin" if "dbrole_admin" in present else None
+        databases, drops, seen = [], [], set()
+        for i, db in enumerate(p.get("pg_databases") or []):
+            if not isinstance(db, dict) or str(db.get("name")) in seen:
+                continue
+            seen.add(str(db["name"]))
+            source = join_path(p.source("pg_databases"), i)
+            if db.get("state") == "absent":
+                drops.append({"name": str(db["name"]), "source": source})
+            else:
+                databases.append(self._database(p, db, source, present))
+        common = dict(cluster=cluster.name, dbsu=dbsu, **SQL_FUNCS)
+        files = {
+            f"{SQL_DIR}/10-roles.sql": render(
+                "pgsql/sql/roles.sql.j2",
+                title=f"roles of {cluster.name}: pg_default_roles + pg_users",
+                path=f"{SQL_DIR}/10-roles.sql",
+                roles=roles,
+                **common,
+            ),
+            f"{SQL_DIR}/20-databases.sql": render(
+                "pgsql/sql/databases.sql.j2",
+                title=f"databases of {cluster.name}: pg_databases",
+                path=f"{SQL_DIR}/20-databases.sql",
+                databases=databases,
+                drops=drops,
+                create_role=admin_role,
+                **common,
+            ),
+        }
+        privileges = [
+            g
+            for g in map(parse_default_privilege, map(str, p.get("pg_default_privileges") or []))
+            if isinstance(g, dict)
+        ]
+        per_db: dict[str, dict[str, Any] | None] = {"template1": None, "postgres": None}
+        for d in databases:
+            if d["allowconn"]:
+                per_db[d["name"]] = d
+        for name, d in per_db.items():
+            path = f"{SQL_DIR}/30-db-{name}.sql"
+            schemas = self._schemas(p, d)
+            extensions = self._extensions(p, d)
+            for e in extensions:  # an extension's schema is created when nothing else creates it
+                if (
+                    e["schema"]
+                    and e["schema"] not in ("public", "pg_catalog")
+                    and e["schema"] not in {s["name"] for s in schemas}
+                ):
+                    schemas.append({"name": e["schema"], "owner": None, "state": "create"})
+            privilege_roles = [dbsu]
+            for role in (p["pg_admin_username"], admin_role, d and d["owner"]):
+                if role and role in present and role not in privilege_roles:
+                    privilege_roles.append(role)
+            files[path] = render(
+                "pgsql/sql/database.sql.j2",
+                title=f"schemas, extensions and default privileges of database {name}",
+                path=path,
+                dbname=name,
+                absent=absent,
+                schemas=schemas,
+                extension_blocks=[extension_sql(**e) for e in extensions],
+                privileges=privileges,
+                privilege_roles=privilege_roles,
+                create_role=admin_role,
+                **common,
+            )
+        files[f"{SQL_DIR}/90-drop-roles.sql"] = render(
+            "pgsql/sql/drop-roles.sql.j2",
+            title=f"roles of {cluster.name} with state: absent",
+            path=f"{SQL_DIR}/90-drop-roles.sql",
+            absent=absent,
+            **common,
+        )
+        return files
+
+    def _role(self, b: HostBundle, p, cluster: PgCluster, u: dict[str, Any], source: str) -> dict[str, Any]:
+        name = u["name"]
+        members = []
+        for m in u.get("roles") or []:
+            spec = m if isinstance(m, dict) else {"name": m}
+            members.append(
+                {
+                    "role": str(spec["name"]),
+                    "state": "revoke" if spec.get("state") in ("absent", "revoke") else "grant",
+                    "admin": spec.get("admin"),
+                    "inherit": spec.get("inherit"),
+                    "set": spec.get("set"),
+                }
+            )
+        expire_in = u.get("expire_in")
+        return {
+            "name": name,
+            "source": source,
+            "comment": str(u.get("comment") or f"business user {name}"),
+            "login": u.get("login", True) is not False,
+            "superuser": bool(u.get("superuser", False)),
+            "createdb": bool(u.get("createdb", False)),
+            "createrole": bool(u.get("createrole", False)),
+            "inherit": u.get("inherit", True) is not False,
+            "replication": bool(u.get("replication", False)),
+            "bypassrls": bool(u.get("bypassrls", False)),
+            "connlimit": int(u.get("connlimit", -1)),
+            "expire_in": int(expire_in) if expire_in is not None else None,
+            "expire_at": str(u.get("expire_at") or "infinity"),
+            "password": self._scram(b, p, cluster, u),
+            "parameters": [(str(k), guc_values(str(k), v)) for k, v in sorted((u.get("parameters") or {}).items())],
+            "members": members,
+        }
+
+    @staticmethod
+    def _database(p, db: dict[str, Any], source: str, present: set[str]) -> dict[str, Any]:
+        name = str(db["name"])
+        owner = db.get("owner") or None
+        admins = [r for r in (p["pg_admin_username"], owner) if r and r in present]
+        schemas = []
+        for x in db.get("schemas") or []:
+            spec = x if isinstance(x, dict) else {"name": x}
+            state = "absent" if spec.get("state") == "absent" else "create"
+            schemas.append({"name": str(spec["name"]), "owner": spec.get("owner") or None, "state": state})
+        for key, allowed in (("strategy", ("FILE_COPY", "WAL_LOG")), ("locale_provider", ("libc", "icu", "builtin"))):
+            if db.get(key) is not None and db[key] not in allowed:
+                raise RenderError(f"{key} {db[key]!r} of database {name} is not one of {', '.join(allowed)}")
+        return {
+            "name": name,
+            "source": source,
+            "owner": owner,
+            **{
+                k: (str(db[k]) if db.get(k) not in (None, "") else None)
+                for k in (
+                    "template",
+                    "encoding",
+                    "strategy",
+                    "locale",
+                    "lc_collate",
+                    "lc_ctype",
+                    "locale_provider",
+                    "icu_locale",
+                    "icu_rules",
+                    "builtin_locale",
+                    "tablespace",
+                )
+            },
+            "allowconn": db.get("allowconn", True) is not False,
+            "is_template": bool(db.get("is_template", False)),
+            "connlimit": int(db.get("connlimit", -1)),
+            "comment": str(db.get("comment") or f"business database {name}"),
+            "parameters": [(str(k), guc_values(str(k), v)) for k, v in sorted((db.get("parameters") or {}).items())],
+            "revokeconn": bool(db.get("revokeconn", False)),
+            "connect": [r for r in (p["pg_replication_username"], p["pg_monitor_username"]) if r in present],
+            "connect_admin": list(dict.fromkeys(admins)),
+            "schemas_spec": schemas,
+            "extensions_spec": list(db.get("extensions") or []),
+        }
+
+    @staticmethod
+    def _schemas(p, d: dict[str, Any] | None) -> list[dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for s in p.get("pg_default_schemas") or []:
+            out[str(s)] = {"name": str(s), "owner": None, "state": "create"}
+        for s in (d or {}).get("schemas_spec") or []:
+            out[s["name"]] = s
+        return list(out.values())
+
+    @staticmethod
+    def _extensions(p, d: dict[str, Any] | None) -> list[dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for e in [*(p.get("pg_default_extensions") or []), *((d or {}).get("extensions_spec") or [])]:
+            spec = e if isinstance(e, dict) else {"name": e}
+            out[str(spec["name"])] = {
+                "name": str(spec["name"]),
+                "schema": str(spec["schema"]) if spec.get("schema") else None,
+                "version": str(spec["version"]) if spec.get("version") is not None else None,
+                "cascade": spec.get("cascade", True) is not False,
+                "state": "absent" if spec.get("state") == "absent" else "create",
+            }
+        return list(out.values())
 
     def _service_file(self, cluster: PgCluster, svc: Service, b: HostBundle) -> None:
         p = cluster.params()
