@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import time
 from functools import cache
 from pathlib import Path
 
@@ -164,3 +165,59 @@ def test_pgbouncer_login_and_databases(host):
     for db in names:
         out = _psql(host, port, users[0], values[f"{cluster}/pg_users/{users[0]}/password"], "select 1", db)
         assert out.stdout.strip() == "1", f"{users[0]}@{db} via pgbouncer: {out.stderr}"
+
+
+# a DNS query with the standard library (the hosts need no dig): A record of NAME from SERVER:PORT
+DNS_QUERY = r"""
+import socket, struct, sys
+name, server, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+q = struct.pack(">HHHHHH", 0x5354, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); s.sendto(q, (server, port))
+r = s.recv(512); n = struct.unpack(">H", r[6:8])[0]; i = len(q)
+for _ in range(n):
+    i += 2 if r[i] & 0xC0 == 0xC0 else r.index(b"\0", i) + 1 - i
+    t, _, _, ln = struct.unpack(">HHIH", r[i:i + 10]); i += 10
+    if t == 1: print(socket.inet_ntoa(r[i:i + 4]))
+    i += ln
+"""
+
+
+def test_dnsmasq_resolves_instances(host):
+    """The infra node's dnsmasq answers for every PostgreSQL instance of the fleet (from its record files)."""
+    ports = {p["component"]: p["port"] for p in me(host)["ports"]}
+    if "dnsmasq" not in ports:
+        pytest.skip("no dnsmasq here")
+    instances = {}
+    for path in OUTDIR.glob("*.yml"):
+        pg = yaml.safe_load(path.read_text()).get("identity", {}).get("pgsql")
+        if pg:
+            instances[pg["instance"]] = path.stem
+    assert instances, "no PostgreSQL instance in the bundles"
+    for name, ip in sorted(instances.items()):
+        out = host.run(f"python3 -c {shlex.quote(DNS_QUERY)} {name} {host.backend.hostname} {ports['dnsmasq']}")
+        assert out.stdout.split() == [ip], f"dnsmasq answers {out.stdout.split()} for {name}: {out.stderr}"
+
+
+def test_vmetrics_scrapes_node_exporters(host):
+    """VictoriaMetrics on the infra node scrapes every node's node_exporter, and finds it up."""
+    ports = {p["component"]: p["port"] for p in me(host)["ports"]}
+    if "vmetrics" not in ports:
+        pytest.skip("no VictoriaMetrics here")
+    want = set()
+    for path in OUTDIR.glob("*.yml"):
+        for p in yaml.safe_load(path.read_text())["ports"]:
+            if p["component"] == "node_exporter":
+                want.add(f"{path.stem}:{p['port']}")
+    query = shlex.quote(f"http://{host.backend.hostname}:{ports['vmetrics']}/api/v1/query?query=up")
+    up: dict[str, str] = {}
+    deadline = time.monotonic() + 90  # the first scrapes follow start-up by a scrape interval or two
+    while time.monotonic() < deadline:
+        answer = host.run(f"curl -fsS {query}")
+        if answer.rc == 0:
+            result = json.loads(answer.stdout)["data"]["result"]
+            up = {r["metric"].get("instance", ""): r["value"][1] for r in result}
+            if all(up.get(t) == "1" for t in want):
+                return
+        time.sleep(3)
+    assert all(up.get(t) == "1" for t in want), f"node_exporter targets not up: { {t: up.get(t) for t in want} }"

@@ -28,6 +28,7 @@ class Platform:
     chrony_service: str
     chrony_user: str
     sysconfig_dir: str  # where units read their EnvironmentFile
+    pgbackrest_block_is_beta: bool = False  # the distribution's pgBackRest (2.45 on Debian 12) gates repo-block
 
 
 PLATFORMS: dict[str, Platform] = {
@@ -49,6 +50,7 @@ PLATFORMS: dict[str, Platform] = {
         chrony_service="chrony",
         chrony_user="_chrony",
         sysconfig_dir="/etc/default",
+        pgbackrest_block_is_beta=True,
     ),
     "el9": Platform(
         name="el9",

@@ -83,6 +83,10 @@ def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
 
 
+_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_BOOL, _INT, _NULL = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:null"
+
+
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
     """Safe dumper without anchors (a reviewer should read values, not `*id001`) and with a
     memo of implicit-tag resolution, which dominates the cost of dumping many similar documents."""
@@ -91,6 +95,31 @@ class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
 
     def ignore_aliases(self, data):
         return True
+
+    def represent(self, data):
+        """The node tree built directly for the plain data we dump (dicts, lists, scalars): PyYAML's generic
+        representer spends most of a build's time on bookkeeping this data does not need."""
+        self.serialize(self._node(data))
+
+    def _node(self, data):
+        kind = type(data)
+        if kind is str:
+            return yaml.ScalarNode(_STR, data, style="|" if "\n" in data else None)
+        if kind is dict:
+            try:
+                items = sorted(data.items())
+            except TypeError:
+                items = list(data.items())
+            return yaml.MappingNode(_MAP, [(self._node(k), self._node(v)) for k, v in items], flow_style=False)
+        if kind is list or kind is tuple:
+            return yaml.SequenceNode(_SEQ, [self._node(v) for v in data], flow_style=False)
+        if kind is bool:
+            return yaml.ScalarNode(_BOOL, "true" if data else "false")
+        if kind is int:
+            return yaml.ScalarNode(_INT, str(data))
+        if data is None:
+            return yaml.ScalarNode(_NULL, "null")
+        return self.represent_data(data)
 
     def resolve(self, kind, value, implicit):
         if kind is not yaml.ScalarNode:

@@ -39,19 +39,9 @@ ALLOWED_SKIP = re.compile(
 # known failures of the corpus, each a compiler bug reported in the issue: (checker, the program's message, why).
 # A corpus test whose only failures are known ones is an xfail; test_known_corpus_failures_still_occur fails once
 # one of them no longer occurs anywhere (fixed: remove it here).
-KNOWN_FAILURES = {
-    "pgsql-cert-undeclared": (
-        "pgbouncer",
-        'failed to load certificate file "/pg/cert/server.crt"',
-        "pgsql does not declare /pg/cert/server.crt|key in the manifest's certificates, so nothing provides the "
-        "certificate pgbouncer.ini's client_tls_cert_file names (ha/safe.yml: pgbouncer_sslmode require)",
-    ),
-    "pgbackrest-block-beta": (
-        "pgbackrest",
-        "option 'repo1-block' is not valid without option 'beta'",
-        "pgbackrest.conf sets repo1-block, a beta option in Debian 12's pgBackRest 2.45: pgbackrest refuses the "
-        "file on the host (Pigsty's own newer pgBackRest accepts it)",
-    ),
+KNOWN_FAILURES: dict[str, tuple[str, str, str]] = {
+    # id: (checker, a line of the program's output, why) -- none today: pgBackRest's block option gets
+    # `beta=y` on Debian 12 and pgsql declares the server certificate pgbouncer's TLS names
 }
 
 

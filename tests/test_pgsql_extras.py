@@ -195,15 +195,21 @@ def test_pgbackrest_disabled_means_no_config_no_archiving_no_exporter(tmp_path):
     assert "pgbackrest" not in {c["checker"] for c in m["checks"]}
 
 
-def test_block_incremental_warns_on_debian12(tmp_path):
+def test_block_incremental_gets_beta_on_debian12(tmp_path):
     data = shipped_inventory()
     data["all"]["vars"]["pgbackrest_repo"] = {"minio": minio_repo(block=True)}
     data["all"]["vars"]["pgbackrest_method"] = "minio"
-    _, _, report = build(data, tmp_path)
+    trees, _, report = build(data, tmp_path)
     assert any(
-        w.path == "all.vars.pgbackrest_repo.minio.block" and "only with the beta option" in w.message
-        for w in report.warnings
+        n.path == "all.vars.pgbackrest_repo.minio.block" and "sty adds beta=y" in n.message
+        for n in report.problems
+        if n.severity == "note"
     )
+    conf = trees[PRIMARY]["/etc/pgbackrest/pgbackrest.conf"]
+    assert "repo1-block=y" in conf and "\nbeta=y\n" in conf
+    data["all"]["vars"]["sty_platform"] = "el9"  # Pigsty's own newer pgBackRest: no beta gate
+    trees, _, _ = build(data, tmp_path / "el9")
+    assert "beta=y" not in trees[PRIMARY]["/etc/pgbackrest/pgbackrest.conf"]
 
 
 @pytest.mark.parametrize(
@@ -527,13 +533,17 @@ def test_pgbackrest_rejects_broken_files(shipped, tmp_path):
 
 
 @slow
-def test_pgbackrest_refuses_block_incremental_on_debians_version(tmp_path):
+def test_pgbackrest_accepts_block_incremental_with_beta_on_debians_version(tmp_path):
     need("pgbackrest", "unshare", "setpriv")
     data = shipped_inventory()
     data["all"]["vars"]["pgbackrest_repo"] = {"minio": minio_repo(block=True)}
     data["all"]["vars"]["pgbackrest_method"] = "minio"
     trees, _, _ = build(data, tmp_path / "inv")
     result = run(trees[PRIMARY], tmp_path / "root", PRIMARY, "pgbackrest")
+    assert result.status == "pass", result.output
+    path = "/etc/pgbackrest/pgbackrest.conf"  # without beta=y, 2.45 refuses the file
+    trees[PRIMARY][path] = trees[PRIMARY][path].replace("\nbeta=y\n", "\n")
+    result = run(trees[PRIMARY], tmp_path / "root2", PRIMARY, "pgbackrest")
     assert result.status == "fail"
     assert "option 'repo1-block' is not valid without option 'beta'" in result.output
 

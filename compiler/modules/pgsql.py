@@ -68,6 +68,7 @@ from .. import tuning
 from ..bundle import (
     DAEMON_RELOAD,
     Action,
+    Certificate,
     Directory,
     FileSpec,
     HostBundle,
@@ -624,10 +625,9 @@ class PgsqlModule(FleetModule):
         if str(repo.get("cipher_type", "none")) != "none" and not repo.get("cipher_pass"):
             report.error(join_path(where, "cipher_pass"), "an encrypted repository (cipher_type) needs cipher_pass")
         if platform == "debian12" and repo.get("block") in (True, "y"):
-            report.warning(
+            report.note(
                 join_path(where, "block"),
-                "Debian 12's pgBackRest 2.45 accepts block incremental backup only with the beta option; "
-                "use a newer pgBackRest or drop block",
+                "Debian 12's pgBackRest 2.45 accepts block incremental backup only as a beta feature: sty adds beta=y",
             )
 
     # -- provisioning: roles, databases, schemas, extensions, default privileges ------------------
@@ -947,6 +947,21 @@ class PgsqlModule(FleetModule):
         if cluster.params().get("pg_provision"):
             self._sql(cluster, b, model)
         self._logs(host, inst, cluster, b)
+        if p.get("patroni_ssl_enabled") or p.get("pgbouncer_sslmode", "disable") != "disable":
+            # the instance's server certificate (Patroni's REST API, pgbouncer's client TLS), signed at apply time
+            sans = tuple(dict.fromkeys([inst.name, host.nodename, host.ip, "127.0.0.1", "localhost"]))
+            b.certificates.add(
+                Certificate(
+                    "pgsql-server",
+                    inst.name,
+                    sans,
+                    "/pg/cert/server.crt",
+                    "/pg/cert/server.key",
+                    owner=p["pg_dbsu"],
+                    usage="both",
+                )
+            )
+            b.directories.add(Directory("/pg/cert", p["pg_dbsu"], p["pg_dbsu"], "0700"))
         if p.get("node_write_etc_hosts"):  # NODE owns /etc/hosts only then
             for peer in cluster.instances:  # peers resolve by instance name
                 b.contribute("/etc/hosts", self.name, f"pgsql:{peer.seq:08d}", f"{peer.host.ip} {peer.name}")
@@ -1324,6 +1339,8 @@ class PgsqlModule(FleetModule):
             elif isinstance(value, bool):
                 value = "y" if value else "n"
             options.append((f"repo1-{key.replace('_', '-')}", str(value)))
+        if host.platform.pgbackrest_block_is_beta and ("repo1-block", "y") in options:
+            options.append(("beta", "y"))
         cpu = host.facts.cpu
         spool = "/pg/spool"
         text = render(
