@@ -93,6 +93,7 @@ FLEET_PACKAGES = (  # what the bundles of conf/testbed.yml need, installed with 
     "chrony",
     "dnsmasq",
     "dnsmasq-base",
+    "victoria-metrics",
 )
 # postgres:postgres is created with this uid/gid before PostgreSQL is installed, as Pigsty creates its dbsu
 # first; conf/testbed.yml says `pg_dbsu_uid: 543` (Pigsty's default 26 is Debian's `tape` group).
