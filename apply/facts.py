@@ -17,6 +17,10 @@ SCRIPT = (
 )
 
 
+def script(data_dir: str) -> str:
+    return SCRIPT.replace("@DATA@", shlex.quote(data_dir))
+
+
 def parse_facts(output: str) -> dict[str, int]:
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     if len(lines) < 3:
@@ -28,7 +32,7 @@ def gather(outdir: Path, ip: str, facts_dir: Path, ssh: SshOptions | None = None
     bundle = Bundle.load(outdir, ip)
     remote = Host.from_manifest(bundle.manifest, ssh or SshOptions.from_env())
     try:
-        out = remote.run(SCRIPT.format(data=shlex.quote(data_dir))).stdout
+        out = remote.run(script(data_dir)).stdout
     finally:
         remote.close()
     facts = parse_facts(out)

@@ -261,3 +261,19 @@ def test_agent_records_what_was_applied(scratch):
     assert agent.op_inspect({"files": []})["record"]["bundle"] == "abc"
     assert json.loads(Path(agent.RECORD).read_text())["files"]["/x"]["module"] == "node"
     assert format(os.stat(agent.RECORD).st_mode & 0o777, "03o") == "600"
+
+
+# -- facts ---------------------------------------------------------------------------------------
+
+
+def test_facts_script_runs_here_and_parses():
+    import subprocess
+
+    from apply.facts import parse_facts, script
+
+    out = subprocess.run(["sh", "-c", script("/data/does/not/exist")], capture_output=True, text=True, check=True)
+    facts = parse_facts(out.stdout)
+    assert facts["cpu"] == os.cpu_count() and facts["mem_mb"] > 256 and facts["disk_gb"] >= 1
+    assert parse_facts("4\n7950\n100G\n") == {"cpu": 4, "mem_mb": 7950, "disk_gb": 100}
+    with pytest.raises(ValueError):
+        parse_facts("4\n")

@@ -133,6 +133,13 @@ def test_apply_verify_reapply(testbed: Testbed, outdir: Path):
     assert "1 file(s) to install; reload haproxy.service" in fix.stdout, fix.stdout
     assert start_times(testbed)["10.10.10.11 patroni.service"] == patroni_before
 
+    # facts of a host, over SSH, into facts/<host>.yml for the next build's tuning
+    facts_dir = outdir.parent / "facts"
+    gathered = sty(testbed, "facts", "-o", str(outdir), "--facts", str(facts_dir), "10.10.10.12")
+    assert gathered.returncode == 0, gathered.stderr
+    facts = yaml.safe_load((facts_dir / "10.10.10.12.yml").read_text())
+    assert facts["cpu"] == os.cpu_count() and facts["mem_mb"] > 256 and facts["disk_gb"] >= 1
+
     print("\n" + "\n".join(f"{k:>14}: {v:6.1f}s" for k, v in timings.items()))
 
 
