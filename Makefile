@@ -34,6 +34,8 @@ test: $(VENV)/.installed lint-code outputs-check lint
 # real programs judge every bundle: outputs/ and every Pigsty example inventory (needs root)
 lint: $(VENV)/.installed
 	$(STY) lint -o outputs
+	$(STY) build -q -i $(TESTBED_INV) -o $(TESTBED_OUT)
+	$(STY) lint -o $(TESTBED_OUT)
 	$(PY) -m pytest -q tests/test_lint.py
 
 unit: $(VENV)/.installed
