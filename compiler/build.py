@@ -90,9 +90,10 @@ def _read_state(outdir: Path) -> dict:
 
 
 def _unchanged(outdir: Path, entry: dict) -> bool:
+    base = str(outdir)
     for rel, (size, mtime) in entry.get("files", {}).items():
         try:
-            st = os.stat(outdir / rel)
+            st = os.stat(os.path.join(base, rel))  # plain strings: this runs for every file of every host
         except OSError:
             return False
         if st.st_size != size or st.st_mtime_ns != mtime:

@@ -66,11 +66,12 @@ def compile_fleet(inventory: str | Path, facts_dir: str | Path | None = None, st
 
 def _warn_default_secrets(fleet: Fleet, overrides: dict[str, str], report: Report) -> None:
     """A secret still holding a value Pigsty publishes is one warning per parameter."""
-    used = {m for h in fleet.hosts.values() for m in h.modules}
+    used = {m for h in fleet.hosts.values() for m in h.modules} | {"infra"}
+    secrets = [(n, s) for n, s in fleet.registry.params.items() if s.secret and s.module in used]
     warned: set[str] = set()
     for host in fleet.hosts.values():
-        for name, spec in fleet.registry.params.items():
-            if name in warned or not spec.secret or spec.module not in used | {"infra"}:
+        for name, spec in secrets:
+            if name in warned:
                 continue
             if spec.module not in host.modules and spec.module != "node":
                 continue
