@@ -261,7 +261,7 @@ class HostRun:
             if r["status"] == "skip":
                 self.log(self.ip, f"{module}: check {r['checker']} skipped: {r['reason']}")
 
-    def apply_module(self, module: str, cluster_ctx: dict) -> P.ModulePlan:
+    def apply_module(self, module: str) -> P.ModulePlan:
         plan = self.plan(module)
         if not plan.changes_anything:
             self._remember(module)
@@ -291,7 +291,7 @@ class HostRun:
             if plan.remove:
                 self.remote.agent("remove", {"run_id": f"{self.run_id}-{module}", "files": plan.remove})
             for step in plan.steps:
-                self._activate(step, module, cluster_ctx)
+                self._activate(step, module)
             self.health(module)
             self.log(self.ip, f"{module}: done in {time.monotonic() - started:.1f}s")
         except (RemoteError, ApplyError) as exc:
@@ -309,9 +309,9 @@ class HostRun:
                     "sha256": P.sha256(self.desired[entry["path"]]),
                 }
 
-    def _activate(self, step: P.Step, module: str, cluster_ctx: dict) -> None:
+    def _activate(self, step: P.Step, module: str) -> None:
         try:
-            self._activate_step(step, module, cluster_ctx)
+            self._activate_step(step, module)
         except RemoteError as exc:
             said = ""
             if step.unit:  # the daemon's own words, not systemctl's "see journalctl"
@@ -320,7 +320,7 @@ class HostRun:
                 ).stdout.strip()
             raise ApplyError(f"{step} failed: {exc}" + (f"\n{said}" if said else "")) from None
 
-    def _activate_step(self, step: P.Step, module: str, cluster_ctx: dict) -> None:
+    def _activate_step(self, step: P.Step, module: str) -> None:
         run = self.remote.run
         if step.kind == "daemon-reload":
             run("systemctl daemon-reload")
@@ -335,7 +335,7 @@ class HostRun:
         elif step.kind == "patroni-reload":
             run("systemctl reload patroni.service")
         elif step.kind == "patroni-dcs-config":
-            self._patroni_dcs(cluster_ctx)
+            self._patroni_dcs()
         elif step.kind == "pg-sql-primary":
             self._sql_on_primary(module)
         elif step.kind in ("pg-rolling-restart", "pgbackrest-stanza", "redis-cluster-create", "minio-provision"):
@@ -344,7 +344,7 @@ class HostRun:
     def _is_primary(self) -> bool:
         return self.manifest.get("identity", {}).get("pgsql", {}).get("role") == "primary"
 
-    def _patroni_dcs(self, cluster_ctx: dict) -> None:
+    def _patroni_dcs(self) -> None:
         """Push bootstrap.dcs to the running cluster, once per cluster, from its primary."""
         if not self._is_primary():
             return
@@ -543,12 +543,11 @@ def apply(
             for phase in P.PHASES:
                 manifests = {ip: b.manifest for ip, b in bundles.items() if ip not in failed}
                 for wave in P.host_order(manifests, phase):
-                    cluster_ctx: dict = {}
 
-                    def one(ip: str, phase=phase, cluster_ctx=cluster_ctx) -> None:
+                    def one(ip: str, phase=phase) -> None:
                         run = runs[ip]
                         first_touch(run)
-                        run.apply_module(phase, cluster_ctx)
+                        run.apply_module(phase)
 
                     futures = {ip: pool.submit(one, ip) for ip in wave}
                     for ip, fut in futures.items():

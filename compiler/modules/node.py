@@ -583,9 +583,6 @@ class NodeModule(FleetModule):
                 continue
             name, port = svc.get("name"), svc.get("port")
             where = f"{host.params.source('haproxy_services')}[{i}]"
-            for key in ("name", "port"):
-                if key in seen and False:
-                    pass
             if f"name:{name}" in seen:
                 report.error(f"{where}.name", f"haproxy service '{name}' is defined twice")
             if f"port:{port}" in seen:
