@@ -42,8 +42,8 @@ unit: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"
 
 lint-code: $(VENV)/.installed
-	$(VENV)/bin/ruff check compiler apply tests
-	$(VENV)/bin/ruff format --check compiler apply tests
+	$(VENV)/bin/ruff check sty compiler apply tests setup.py
+	$(VENV)/bin/ruff format --check sty compiler apply tests setup.py
 
 # committed outputs/ must be exactly what a build of the shipped inventory produces
 outputs-check: $(VENV)/.installed
@@ -53,11 +53,11 @@ outputs-check: $(VENV)/.installed
 TESTBED_INV ?= conf/testbed.yml
 TESTBED_OUT ?= build/testbed/outputs
 testbed: $(VENV)/.installed
-	$(PY) -m apply.testbed up --inventory $(TESTBED_INV)
+	$(PY) tests/testbed.py up --inventory $(TESTBED_INV)
 	$(STY) build -i $(TESTBED_INV) -o $(TESTBED_OUT)
 
 testbed-down: $(VENV)/.installed
-	$(PY) -m apply.testbed down --inventory $(TESTBED_INV)
+	$(PY) tests/testbed.py down --inventory $(TESTBED_INV)
 
 # ship bundles: `make apply HOST=10.10.10.11` (or a cluster, a group, all); OUT=build/testbed/outputs for the testbed
 OUT ?= outputs

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from apply.checks import FAIL, PASS, SKIP, CheckResult
+from sty.apply.checks import FAIL, PASS, SKIP, CheckResult
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
 HOST_TIMEOUT = 600
@@ -100,7 +100,7 @@ def worker(job_file: str) -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True, capture_output=True)
     for addr in job["addresses"]:
         subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", "lo"], check=True, capture_output=True)
-    from apply.checks.runner import LINT_WHERE, run_host_checks
+    from sty.apply.checks.runner import LINT_WHERE, run_host_checks
 
     root = Path(job["root"])
     manifest = yaml.safe_load(Path(job["manifest"]).read_text())
@@ -123,7 +123,7 @@ def lint_host(outdir: Path, ip: str, manifest: dict, hosts: list[str]) -> list[C
         }
         job_file = Path(tmp) / "job.json"
         job_file.write_text(json.dumps(job))
-        cmd = ["unshare", "--net", "--", sys.executable, "-m", "apply.lint", "--worker", str(job_file)]
+        cmd = ["unshare", "--net", "--", sys.executable, "-m", "sty.apply.lint", "--worker", str(job_file)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=HOST_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -185,7 +185,7 @@ def summary(all_results: dict[str, list[CheckResult]], seconds: float) -> str:
 def _lookup_packages(manifests: list[dict]) -> None:
     """One `apt-cache policy` for every package the bundles name, handed to the workers (the systemd checker
     asks whether a missing program's package can be installed here)."""
-    from apply.checks.systemd import APT_ENV, apt_candidates
+    from sty.apply.checks.systemd import APT_ENV, apt_candidates
 
     if os.environ.get(APT_ENV):
         return
@@ -195,7 +195,7 @@ def _lookup_packages(manifests: list[dict]) -> None:
 
 def _pg_templates(manifests: list[dict]):
     """Template clusters for the PostgreSQL checkers, made once and copied by every worker."""
-    from apply.checks.postgres import shared_templates
+    from sty.apply.checks.postgres import shared_templates
 
     wanted = any(str(c.get("checker", "")).startswith("postgres") for m in manifests for c in m.get("checks") or [])
     return shared_templates() if wanted else contextlib.nullcontext()
@@ -226,5 +226,5 @@ def run(outdir: Path, target: str | None = None, jobs: int = 2, verbose: bool = 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         sys.exit(worker(sys.argv[2]))
-    print("usage: python -m apply.lint --worker JOB (use `sty lint`)", file=sys.stderr)
+    print("usage: python -m sty.apply.lint --worker JOB (use `sty lint`)", file=sys.stderr)
     sys.exit(2)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from compiler.secrets import read_store
+from sty.compiler.secrets import read_store
 
 from . import plan as P
 from .remote import AGENT, REMOTE_ROOT, Host, RemoteError, SshOptions
@@ -31,7 +31,7 @@ CHECKS = Path(__file__).with_name("checks")
 # run on the host: the manifest's host/both checks of one module's files, against the staged copies
 HOST_CHECKS = """
 import json, sys
-from apply.checks.runner import HOST_WHERE, run_host_checks
+from sty.apply.checks.runner import HOST_WHERE, run_host_checks
 manifest = json.load(open("../manifest.json"))
 module = sys.argv[1]
 mine = {f["path"] for f in manifest["files"] if f["module"] == module}
@@ -153,8 +153,9 @@ class HostRun:
                 target.write_bytes(data)
                 target.chmod(0o600)
             (root / "agent.py").write_bytes(AGENT.read_bytes())
-            lib = root / "lib" / "apply"  # the check runner, to judge the staged files with the host's programs
+            lib = root / "lib" / "sty" / "apply"  # the check runner, to judge the staged files with the host's programs
             (lib / "checks").mkdir(parents=True)
+            (lib.parent / "__init__.py").write_text("")
             (lib / "__init__.py").write_text("")
             for src in sorted(CHECKS.glob("*.py")):
                 (lib / "checks" / src.name).write_bytes(src.read_bytes())
@@ -168,7 +169,7 @@ class HostRun:
         if not certs:
             return {}
         try:
-            from compiler.ca import sign_for_bundle
+            from sty.compiler.ca import sign_for_bundle
         except ImportError:
             raise ApplyError(f"{self.ip}: the bundle needs certificates but sty has no CA support") from None
         files = sign_for_bundle(self.bundle.outdir, self.manifest)

@@ -26,7 +26,7 @@ def manifest_of(address: str) -> dict:
 
 @cache
 def store() -> dict[str, str]:
-    from compiler.secrets import read_store
+    from sty.compiler.secrets import read_store
 
     return read_store(OUTDIR)
 
@@ -35,7 +35,7 @@ def store() -> dict[str, str]:
 def strict_host_keys(host):
     """testinfra's paramiko backend only warns on unknown host keys: hand it sty's own client, which
     loads the configured known hosts and rejects anything else."""
-    from apply.remote import Host, SshOptions
+    from sty.apply.remote import Host, SshOptions
 
     backend = host.backend
     if "client" not in backend.__dict__:

@@ -1,7 +1,8 @@
-"""Where the project's data directories live (next to the packages, in a checkout or an install)."""
+"""Where the package data lives: `sty.schemas` and `sty.templates`, in a checkout or an installed wheel."""
 
+from importlib.resources import files
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMAS = ROOT / "schemas"
-TEMPLATES = ROOT / "templates"
+SCHEMAS = Path(str(files("sty.schemas")))
+TEMPLATES = Path(str(files("sty.templates")))
+CODE = Path(__file__).resolve().parent

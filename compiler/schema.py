@@ -142,13 +142,13 @@ def code_digest() -> str:
     """Digest of everything besides the inventory that shapes a bundle (code, schemas, templates)."""
     import hashlib
 
-    from .paths import ROOT
+    from .paths import CODE, SCHEMAS, TEMPLATES
 
     h = hashlib.sha256()
-    for top in ("compiler", "schemas", "templates"):
-        for path in sorted((ROOT / top).rglob("*")):
+    for top, root in (("compiler", CODE), ("schemas", SCHEMAS), ("templates", TEMPLATES)):
+        for path in sorted(root.rglob("*")):
             if path.is_file() and path.suffix not in (".pyc",) and "__pycache__" not in path.parts:
-                h.update(str(path.relative_to(ROOT)).encode())
+                h.update(f"{top}/{path.relative_to(root)}".encode())
                 h.update(path.read_bytes())
     return h.hexdigest()
 

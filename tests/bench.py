@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-STY = [sys.executable, "-m", "compiler.cli"]
+STY = [sys.executable, "-m", "sty"]
 
 
 def fleet(clusters: int = 300, etcd: int = 5, infra: int = 3, total: int = 1000) -> dict:

@@ -56,7 +56,7 @@ def write_inventory(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def compile_inv(write_inventory) -> Callable[..., Any]:
     """compile_inv(data, strict=False) -> Compiled (raises InventoryError like compile_fleet)."""
-    from compiler.pipeline import compile_fleet
+    from sty.compiler.pipeline import compile_fleet
 
     def run(data: Any, strict: bool = False, facts_dir: Path | None = None):
         return compile_fleet(write_inventory(data), facts_dir, strict=strict)
@@ -70,7 +70,7 @@ def compile_inv(write_inventory) -> Callable[..., Any]:
 def sty_command() -> list[str]:
     if STY_BIN.exists():
         return [str(STY_BIN)]
-    return [sys.executable, "-m", "compiler.cli"]
+    return [sys.executable, "-m", "sty"]
 
 
 def run_sty(*args: str, cwd: Path, check_rc: int | None = None) -> subprocess.CompletedProcess:

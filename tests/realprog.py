@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from apply.checks import CheckContext, CheckResult
-from apply.checks.runner import run_check
-from apply.checks.util import DUMMY_SECRET, SECRET, netns, substitute, tmpdir  # noqa: F401 - for the tests
+from sty.apply.checks import CheckContext, CheckResult
+from sty.apply.checks.runner import run_check
+from sty.apply.checks.util import DUMMY_SECRET, SECRET, netns, substitute, tmpdir  # noqa: F401 - for the tests
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ROOT / "outputs"

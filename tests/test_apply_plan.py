@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apply import agent
-from apply import plan as P
-from apply.secrets import SecretError, mask, substitute
+from sty.apply import agent
+from sty.apply import plan as P
+from sty.apply.secrets import SecretError, mask, substitute
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -269,7 +269,7 @@ def test_agent_records_what_was_applied(scratch):
 def test_facts_script_runs_here_and_parses():
     import subprocess
 
-    from apply.facts import parse_facts, script
+    from sty.apply.facts import parse_facts, script
 
     out = subprocess.run(["sh", "-c", script("/data/does/not/exist")], capture_output=True, text=True, check=True)
     facts = parse_facts(out.stdout)

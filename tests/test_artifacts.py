@@ -9,8 +9,8 @@ import pytest
 import yaml
 from conftest import ROOT, SHIPPED
 
-from compiler.build import render_targets
-from compiler.pipeline import compile_fleet, resolve_target
+from sty.compiler.build import render_targets
+from sty.compiler.pipeline import compile_fleet, resolve_target
 
 
 @cache

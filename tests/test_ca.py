@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from compiler.bundle import Certificate
-from compiler.ca import (
+from sty.compiler.bundle import Certificate
+from sty.compiler.ca import (
     CA_CERT_PATH,
     ca_dir,
     ensure_ca,

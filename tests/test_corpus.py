@@ -1,4 +1,4 @@
-"""Every Pigsty example inventory (tests/corpus/pigsty-conf) validates and builds."""
+"""Every Pigsty example inventory (../shared/pigsty-conf) validates and builds."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shared import CORPUS
 
-from compiler.build import build
-from compiler.pipeline import compile_fleet
+from sty.compiler.build import build
+from sty.compiler.pipeline import compile_fleet
 
-CORPUS = Path(__file__).resolve().parent / "corpus" / "pigsty-conf"
 INVENTORIES = sorted(p for p in CORPUS.rglob("*.yml"))
 
 

@@ -2,7 +2,7 @@
 second apply changes and restarts nothing, drift check clean, then a change is applied with only the
 activation it needs, and the testbed goes down. `make e2e` runs it alone; `make test` includes it.
 
-`sty apply` and `sty verify` run inside the testbed's control namespace (`python -m apply.testbed exec`),
+`sty apply` and `sty verify` run inside the testbed's control namespace (`python tests/testbed.py exec`),
 so no packet can leave the test network.
 """
 
@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from apply.testbed import Testbed
+from testbed import Testbed
 
 ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = ROOT / "conf" / "testbed.yml"
@@ -68,8 +67,7 @@ def sty(tb: Testbed, *args: str, timeout: float = 1200) -> subprocess.CompletedP
     """Run sty in the control namespace with the testbed's SSH settings."""
     cmd = [
         str(ROOT / ".venv/bin/python"),
-        "-m",
-        "apply.testbed",
+        str(ROOT / "tests/testbed.py"),
         "exec",
         "--cgroup-prefix",
         PREFIX,

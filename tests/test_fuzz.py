@@ -28,14 +28,15 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from shared import CORPUS
 
-from compiler.cli import main
+from sty.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 BASES = {
     "pigsty.yml": ROOT / "pigsty.yml",
-    "ha/trio.yml": ROOT / "tests/corpus/pigsty-conf/ha/trio.yml",
-    "demo/el.yml": ROOT / "tests/corpus/pigsty-conf/demo/el.yml",
+    "ha/trio.yml": CORPUS / "ha/trio.yml",
+    "demo/el.yml": CORPUS / "demo/el.yml",
 }
 _DATA = {name: yaml.safe_load(p.read_text()) for name, p in BASES.items()}
 LOCATED = re.compile(r"^(error|warning|note): \S+: \S.*")  # the path: dotted, or file:line:column
@@ -91,7 +92,7 @@ LISTS = ["pg_users", "pg_databases", "pg_services", "pg_hba_rules", "pgb_hba_rul
 
 
 def _schemas() -> dict[str, dict]:
-    from compiler.schema import registry
+    from sty.compiler.schema import registry
 
     return {name: spec.schema for name, spec in registry().params.items()}
 
@@ -421,8 +422,8 @@ def test_reproducers(previous_build, case):
 def test_successful_fuzzed_builds_pass_the_checkers(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("the checkers need root")
-    from apply.checks import FAIL
-    from apply.checks.runner import run_host_checks
+    from sty.apply.checks import FAIL
+    from sty.apply.checks.runner import run_host_checks
 
     samples = list(SUCCESSES)
     if not samples:  # run alone: the shipped inventory itself

@@ -19,11 +19,12 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared import CORPUS
 
-from compiler.hba import HbaContext, render_hba, rule_problems
+from sty.compiler.hba import HbaContext, render_hba, rule_problems
 
 HERE = Path(__file__).resolve()
-EL_CANDIDATES = [HERE.parent / "corpus" / "pigsty-conf" / "demo" / "el.yml"]
+EL_CANDIDATES = [CORPUS / "demo" / "el.yml"]
 
 PG_TYPES = {"local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"}
 PGB_TYPES = {"local", "host", "hostssl", "hostnossl"}

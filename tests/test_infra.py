@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, SHIPPED, dump_inventory, shipped_inventory
+from shared import CORPUS
 
-from compiler.build import render_targets
-from compiler.errors import InventoryError
-from compiler.modules.infra import InfraModule, alert_rules
-from compiler.pipeline import compile_fleet, input_digest, render_host, resolve_target
-from compiler.schema import registry
+from sty.compiler.build import render_targets
+from sty.compiler.errors import InventoryError
+from sty.compiler.modules.infra import InfraModule, alert_rules
+from sty.compiler.pipeline import compile_fleet, input_digest, render_host, resolve_target
+from sty.compiler.schema import registry
 
-CORPUS = ROOT / "tests" / "corpus" / "pigsty-conf"
 INFRA = "10.10.10.10"
 PG_TEST = ("10.10.10.11", "10.10.10.12", "10.10.10.13")
 COMPONENTS = {

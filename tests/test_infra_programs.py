@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, run_sty
+from shared import CORPUS
 
-from apply.checks import FAIL, PASS, SKIP, CheckContext, CheckResult
-from apply.checks.runner import run_check
+from sty.apply.checks import FAIL, PASS, SKIP, CheckContext, CheckResult
+from sty.apply.checks.runner import run_check
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +66,7 @@ def assert_rejected(r: CheckResult, *messages: str) -> None:
 def trio(tmp_path_factory) -> Path:
     """Pigsty's ha/trio.yml (three infra nodes) built into a temporary directory; returns the outputs."""
     work = tmp_path_factory.mktemp("trio")
-    shutil.copy(ROOT / "tests/corpus/pigsty-conf/ha/trio.yml", work / "pigsty.yml")
+    shutil.copy(CORPUS / "ha/trio.yml", work / "pigsty.yml")
     run_sty("build", "-q", cwd=work, check_rc=0)
     return work / "outputs"
 

@@ -17,7 +17,7 @@ import yaml
 from click.testing import CliRunner
 from conftest import shipped_inventory
 
-from compiler.cli import main
+from sty.cli import main
 
 HOST = "10.10.10.11"
 INJECT = "\n    bind *:1"  # a second directive on its own line

@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import dump_inventory
+from shared import CORPUS
 
-from apply.checks import CheckContext
-from apply.checks.keepalived import check as keepalived_check
-from compiler.build import build, render_targets
-from compiler.errors import InventoryError
-from compiler.pipeline import compile_fleet, resolve_target
+from sty.apply.checks import CheckContext
+from sty.apply.checks.keepalived import check as keepalived_check
+from sty.compiler.build import build, render_targets
+from sty.compiler.errors import InventoryError
+from sty.compiler.pipeline import compile_fleet, resolve_target
 
 CONF = "/etc/keepalived/keepalived.conf"
 EXPORTER = "/etc/systemd/system/keepalived_exporter.service"
 TEST = "all.children.pg-test"
-CORPUS = Path(__file__).resolve().parent / "corpus" / "pigsty-conf"
 
 
 def with_vip(inventory: dict, **extra) -> dict:

@@ -3,7 +3,7 @@
 Fast: the runner's rules (unknown checker, missing program, CI, things this machine cannot install, a
 crashing checker) and lint's usage errors. Slow (real programs, root): `sty lint` passes the shipped
 outputs/ with nothing skipped, names host, file and the program's message for a broken copy (exit 3), and
-every Pigsty example inventory of tests/corpus/pigsty-conf builds and lints.
+every Pigsty example inventory of ../shared/pigsty-conf builds and lints.
 
 The corpus lint samples one host per distinct role of each inventory (its modules, its PostgreSQL role and
 the set of checkers its manifest names): the other hosts of a role differ only in addresses and sequence
@@ -21,16 +21,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from shared import CORPUS
 
-from apply import lint as lint_mod
-from apply.checks import CHECKERS, FAIL, PASS, SKIP, CheckContext, CheckResult
-from apply.checks.runner import run_check, run_host_checks
-from apply.checks.util import NotInstalled, Unavailable
-from compiler.cli import main
+from sty.apply import lint as lint_mod
+from sty.apply.checks import CHECKERS, FAIL, PASS, SKIP, CheckContext, CheckResult
+from sty.apply.checks.runner import run_check, run_host_checks
+from sty.apply.checks.util import NotInstalled, Unavailable
+from sty.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ROOT / "outputs"
-CORPUS = ROOT / "tests" / "corpus" / "pigsty-conf"
 
 # the reasons a corpus check may be skipped for: what this machine cannot install
 ALLOWED_SKIP = re.compile(
@@ -233,8 +233,8 @@ def sample(manifests: dict[str, dict]) -> list[str]:
 def corpus_lint(tmp_path_factory):
     """{inventory: {ip: [CheckResult]}} for the sampled hosts of every corpus inventory, 2 hosts at a time."""
     _root()
-    from compiler.build import build
-    from compiler.pipeline import compile_fleet
+    from sty.compiler.build import build
+    from sty.compiler.pipeline import compile_fleet
 
     base = tmp_path_factory.mktemp("corpus-lint")
     jobs = []

@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 import yaml
 from conftest import ROOT, dump_inventory
+from shared import CORPUS
 from test_redis import Built, expect, failing, render
 
-from compiler.pipeline import compile_fleet
+from sty.compiler.pipeline import compile_fleet
 
-DEMO = ROOT / "tests" / "corpus" / "pigsty-conf" / "demo" / "minio.yml"
+DEMO = CORPUS / "demo" / "minio.yml"
 MV, MH = "all.children.minio.vars", "all.children.minio.hosts"
 IPS = ("10.10.10.10", "10.10.10.11", "10.10.10.12", "10.10.10.13")
 SECRET_VALUES = ("S3User.MinIO", "S3User.Backup", "S3User.Meta", "S3User.Data")
@@ -383,7 +384,7 @@ def test_values_are_validated(tmp_path, key, value, path, words):
 
 def test_schema_covers_every_minio_parameter_with_pigsty_defaults():
     schema = json.loads((ROOT / "schemas" / "minio.json").read_text())["properties"]
-    el = yaml.safe_load((ROOT / "tests" / "corpus" / "pigsty-conf" / "demo" / "el.yml").read_text())["all"]["vars"]
+    el = yaml.safe_load((CORPUS / "demo" / "el.yml").read_text())["all"]["vars"]
     listed = {k: v for k, v in el.items() if k.startswith("minio_")}
     assert set(listed) <= set(schema)
     for name, value in listed.items():
@@ -403,7 +404,7 @@ def test_schema_covers_every_minio_parameter_with_pigsty_defaults():
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory) -> Path:
-    from compiler.build import build
+    from sty.compiler.build import build
 
     tmp = tmp_path_factory.mktemp("minio-bundles")
     build(compile_fleet(dump_inventory(demo_inventory(), tmp / "pigsty.yml")), tmp / "out")
@@ -484,7 +485,7 @@ exit 0
 def test_provisioning_script_runs_idempotently_against_a_stand_in_mcli(bundles, tmp_path):
     """bash runs the script (secrets substituted, the environment file from the bundle) twice with a stand-in
     mcli: the calls are the expected ones, the user secret keys arrive intact, the second run succeeds too."""
-    from apply.checks.util import substitute
+    from sty.apply.checks.util import substitute
 
     secrets = {
         "minio/minio_secret_key": "Root.Secret-1",

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from conftest import dump_inventory, shipped_inventory
 
-from compiler.build import render_targets
-from compiler.errors import InventoryError
-from compiler.pipeline import compile_fleet, resolve_target
+from sty.compiler.build import render_targets
+from sty.compiler.errors import InventoryError
+from sty.compiler.pipeline import compile_fleet, resolve_target
 
 PRIMARY = "10.10.10.11"
 META = "10.10.10.10"
@@ -484,8 +484,8 @@ def write_tree(tree: dict[str, str], root: Path) -> tuple[Path, dict]:
 
 def run(tree: dict[str, str], root: Path, host: str, checker: str, edit=None):
     """Run one checker of the host's manifest through the runner, after `edit(root)` spoils the copy."""
-    from apply.checks import CheckContext
-    from apply.checks.runner import run_check
+    from sty.apply.checks import CheckContext
+    from sty.apply.checks.runner import run_check
 
     root, m = write_tree(tree, root)
     if edit:
@@ -577,8 +577,8 @@ def test_vip_manager_rejects_broken_files(variant, tmp_path):
 def test_exporter_units_verify_against_stub_programs(shipped, tmp_path):
     need("systemd-analyze")
     tree = shipped[0][PRIMARY]
-    from apply.checks import CheckContext
-    from apply.checks.runner import run_check
+    from sty.apply.checks import CheckContext
+    from sty.apply.checks.runner import run_check
 
     root, m = write_tree(tree, tmp_path / "root")
     for name in ("pg_exporter", "pgbouncer_exporter", "pgbackrest_exporter"):
@@ -601,13 +601,13 @@ def test_every_parameter_the_module_reads_is_typed_with_a_default_and_a_descript
     import json
     import re
 
-    from compiler.modules import pgsql
+    from sty.compiler.modules import pgsql
 
     source = Path(pgsql.__file__).read_text()
     read = set(re.findall(r"""\b(?:p|hp|cp)(?:\.get)?[\[(]["']([a-z][a-z0-9_]+)["']""", source))
     read |= set(pgsql.CHECKED_PARAMS) | set(pgsql.PROVISION_PARAMS)
     schema = json.loads((Path(pgsql.__file__).parents[2] / "schemas/pgsql.json").read_text())["properties"]
-    from compiler.schema import registry
+    from sty.compiler.schema import registry
 
     # parameters of other modules (node_*, vip_*, admin_ip ...) must be typed in their own schema
     missing = sorted(k for k in read if registry().get(k) is None)

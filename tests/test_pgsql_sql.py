@@ -13,12 +13,12 @@ import pytest
 import yaml
 from conftest import dump_inventory, shipped_inventory
 
-from compiler.build import render_targets
-from compiler.errors import InventoryError
-from compiler.modules.pgsql import sql_dollar, sql_ident, sql_literal
-from compiler.pipeline import compile_fleet, resolve_target
-from compiler.render import RenderError
-from compiler.secrets import scram_verifier
+from sty.compiler.build import render_targets
+from sty.compiler.errors import InventoryError
+from sty.compiler.modules.pgsql import sql_dollar, sql_ident, sql_literal
+from sty.compiler.pipeline import compile_fleet, resolve_target
+from sty.compiler.render import RenderError
+from sty.compiler.secrets import scram_verifier
 
 SQL = "/pg/conf/sql"
 PRIMARY = "10.10.10.11"
@@ -431,7 +431,7 @@ def need_pg() -> None:
 
 def texts_for(tree: dict[str, str], secrets: dict[str, str]) -> dict[str, str]:
     """The SQL files with placeholders replaced by the store's values (the verifiers apply would use)."""
-    from apply.checks.util import substitute
+    from sty.apply.checks.util import substitute
 
     return {path: substitute(text, lambda name: secrets[name]) for path, text in sql_files(tree).items()}
 
@@ -439,14 +439,14 @@ def texts_for(tree: dict[str, str], secrets: dict[str, str]) -> dict[str, str]:
 @pytest.fixture
 def pg():
     need_pg()
-    from apply.checks.postgres_sql import server
+    from sty.apply.checks.postgres_sql import server
 
     with server(15, hba=HBA) as srv:
         yield srv
 
 
 def run_twice(srv, texts: dict[str, str]) -> str:
-    from apply.checks.postgres_sql import run_rounds
+    from sty.apply.checks.postgres_sql import run_rounds
 
     ok, out = run_rounds(srv, texts, rounds=2)
     assert ok, out
@@ -595,8 +595,8 @@ def test_rich_sql_runs_twice_then_a_changed_inventory_drops_what_went_absent(pg,
 @slow
 def test_postgres_sql_checker_passes_the_bundle_and_rejects_broken_sql(tmp_path):
     need_pg()
-    from apply.checks import CheckContext
-    from apply.checks.runner import run_check
+    from sty.apply.checks import CheckContext
+    from sty.apply.checks.runner import run_check
 
     trees, _ = build(shipped_inventory(), tmp_path / "b")
     root = tmp_path / "root"

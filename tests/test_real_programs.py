@@ -18,8 +18,8 @@ import pytest
 import realprog as rp
 import yaml
 
-from apply.checks import CHECKERS, FAIL, PASS, SKIP, load_all
-from apply.checks.runner import run_host_checks
+from sty.apply.checks import CHECKERS, FAIL, PASS, SKIP, load_all
+from sty.apply.checks.runner import run_host_checks
 
 pytestmark = pytest.mark.slow
 

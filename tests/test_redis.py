@@ -24,12 +24,13 @@ from typing import Any
 import pytest
 import yaml
 from conftest import ROOT, dump_inventory
+from shared import CORPUS
 
-from compiler.build import build, render_targets
-from compiler.errors import InventoryError, Problem
-from compiler.pipeline import compile_fleet, resolve_target
+from sty.compiler.build import build, render_targets
+from sty.compiler.errors import InventoryError, Problem
+from sty.compiler.pipeline import compile_fleet, resolve_target
 
-DEMO = ROOT / "tests" / "corpus" / "pigsty-conf" / "demo" / "redis.yml"
+DEMO = CORPUS / "demo" / "redis.yml"
 MS, META, TEST = "all.children.redis-ms", "all.children.redis-meta", "all.children.redis-test"
 SECRET_VALUES = ("redis.ms", "redis.meta", "redis.test")
 
@@ -495,7 +496,7 @@ def test_custom_redis_conf_template_is_a_warning(tmp_path):
 
 def test_schema_covers_every_redis_parameter_with_pigsty_defaults():
     schema = json.loads((ROOT / "schemas" / "redis.json").read_text())["properties"]
-    el = yaml.safe_load((ROOT / "tests" / "corpus" / "pigsty-conf" / "demo" / "el.yml").read_text())["all"]["vars"]
+    el = yaml.safe_load((CORPUS / "demo" / "el.yml").read_text())["all"]["vars"]
     listed = {k: v for k, v in el.items() if k.startswith("redis_")}
     assert set(listed) <= set(schema)
     for name, value in listed.items():
@@ -614,7 +615,7 @@ def test_exporter_scrapes_an_instance_with_the_password_file(bundles, tmp_path):
     """redis_exporter with the unit's flags and the bundle's password file (secrets substituted) scrapes the
     bundle's redis instance: redis_up 1; a wrong password in the file gives redis_up 0."""
     need_root("redis-server", "redis-cli", "ip", "prometheus-redis-exporter")
-    from apply.checks.util import netns, substitute, wait_for
+    from sty.apply.checks.util import netns, substitute, wait_for
 
     node = bundles / "10.10.10.10"
     secret = "Sty.Redis.Secret-1"
@@ -643,7 +644,7 @@ def test_exporter_scrapes_an_instance_with_the_password_file(bundles, tmp_path):
             assert wait_for(lambda: ns.tcp_open("127.0.0.1", 9121), 10, alive=exporter)
             body = ns.run([sys.executable, "-c", fetch]).stdout
             assert re.search(rf"^redis_up {up}$", body, re.M), body[:2000]
-            from apply.checks.util import stop
+            from sty.apply.checks.util import stop
 
             stop(exporter)
             ns.procs.remove(exporter)
@@ -656,7 +657,7 @@ def test_native_cluster_forms_from_the_recorded_members(bundles, tmp_path):
     create command
     built from the manifest's cluster_create: the cluster reaches cluster_state:ok with 3 primaries."""
     need_root("redis-server", "redis-cli", "ip")
-    from apply.checks.util import netns, substitute, wait_for
+    from sty.apply.checks.util import netns, substitute, wait_for
 
     secret = "Sty.Redis.Secret-1"
     create = yaml.safe_load((bundles / "10.10.10.12.yml").read_text())["identity"]["redis"]["cluster_create"]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from compiler.errors import InventoryError
-from compiler.loader import VarsBlock
-from compiler.manifest import manifest
-from compiler.pipeline import render_host, resolve_target
-from compiler.resolve import Params
-from compiler.schema import registry
+from sty.compiler.errors import InventoryError
+from sty.compiler.loader import VarsBlock
+from sty.compiler.manifest import manifest
+from sty.compiler.pipeline import render_host, resolve_target
+from sty.compiler.resolve import Params
+from sty.compiler.schema import registry
 
 TV = "all.children.pg-test.vars"
 TH = "all.children.pg-test.hosts"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from compiler.errors import InventoryError, Problem
+from sty.compiler.errors import InventoryError, Problem
 
 ALL = "all.vars"
 GROUPS = "all.children"
@@ -394,7 +394,7 @@ def test_wrong_type_in_host_vars(compile_inv, inventory):
     ids=["indentation", "unclosed-list", "tab"],
 )
 def test_yaml_syntax_error_names_file_line_and_column(tmp_path, text, line, column):
-    from compiler.pipeline import compile_fleet
+    from sty.compiler.pipeline import compile_fleet
 
     path = tmp_path / "pigsty.yml"
     path.write_text(text)
@@ -408,7 +408,7 @@ def test_yaml_syntax_error_names_file_line_and_column(tmp_path, text, line, colu
 
 @pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "", "42\n"], ids=["list", "str", "empty", "int"])
 def test_inventory_that_is_not_a_mapping(tmp_path, text):
-    from compiler.pipeline import compile_fleet
+    from sty.compiler.pipeline import compile_fleet
 
     path = tmp_path / "pigsty.yml"
     path.write_text(text)
@@ -424,7 +424,7 @@ def test_inventory_without_an_all_mapping(compile_inv, body):
 
 
 def test_missing_inventory_file(tmp_path):
-    from compiler.pipeline import compile_fleet
+    from sty.compiler.pipeline import compile_fleet
 
     with pytest.raises(InventoryError) as caught:
         compile_fleet(tmp_path / "nope.yml")

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from testbed import Image, Testbed, UsageError
 
-from apply import testbed as tbm
-from apply.testbed import Image, Testbed, UsageError
+import testbed as tbm
 
 ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = ROOT / "conf" / "testbed.yml"
@@ -40,7 +40,7 @@ def _skip_reason() -> str | None:
 
 # -- the inventory ---------------------------------------------------------------------------------------
 def _bundles():
-    from compiler.pipeline import compile_fleet, render_host
+    from sty.compiler.pipeline import compile_fleet, render_host
 
     compiled = compile_fleet(INVENTORY)
     return {ip: render_host(host, compiled) for ip, host in compiled.fleet.hosts.items()}
@@ -170,7 +170,15 @@ client.close()
 
 
 def _cli(tb: Testbed, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "apply.testbed", *args[:1], "--cgroup-prefix", tb.prefix, "--state-dir", tb.state_dir]
+    cmd = [
+        sys.executable,
+        ROOT / "tests/testbed.py",
+        *args[:1],
+        "--cgroup-prefix",
+        tb.prefix,
+        "--state-dir",
+        tb.state_dir,
+    ]
     return subprocess.run([*map(str, cmd), *args[1:]], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 

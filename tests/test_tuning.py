@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler.tuning import (
+from sty.compiler.tuning import (
     DCS_PARAMETER_NAMES,
     PATRONI_OWNED,
     PROFILES,

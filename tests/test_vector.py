@@ -12,14 +12,14 @@ import pytest
 import realprog as rp
 import yaml
 
-from apply.checks import CheckContext
-from apply.checks.vector import check as vector_check
-from apply.checks.vector import check_config, vrl_compiler, vrl_syntax_problems
-from compiler.build import render_targets
-from compiler.bundle import Contribution, HostBundle
-from compiler.errors import InventoryError
-from compiler.modules.node import VECTOR_CONFIG, VectorSettings, compose_vector, contribute_logs
-from compiler.pipeline import resolve_target
+from sty.apply.checks import CheckContext
+from sty.apply.checks.vector import check as vector_check
+from sty.apply.checks.vector import check_config, vrl_compiler, vrl_syntax_problems
+from sty.compiler.build import render_targets
+from sty.compiler.bundle import Contribution, HostBundle
+from sty.compiler.errors import InventoryError
+from sty.compiler.modules.node import VECTOR_CONFIG, VectorSettings, compose_vector, contribute_logs
+from sty.compiler.pipeline import resolve_target
 
 UNIT = "/etc/systemd/system/vector.service"
 SINK = "vlogs_10_10_10_10_9428"
@@ -38,7 +38,7 @@ def vector_doc(tree: dict[str, str], ip: str) -> dict:
 def shipped():
     from conftest import SHIPPED
 
-    from compiler.pipeline import compile_fleet
+    from sty.compiler.pipeline import compile_fleet
 
     return trees(compile_fleet(SHIPPED))
 

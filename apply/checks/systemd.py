@@ -42,7 +42,7 @@ def unit_binaries(text: str) -> list[str]:
 def platform_programs(platform: str) -> dict[str, str]:
     """Program path -> package, for the programs sty's platform table names for `platform`."""
     try:
-        from compiler.platform import PLATFORMS
+        from sty.compiler.platform import PLATFORMS
     except ImportError:  # the apply stage without the compiler: no platform knowledge
         return {}
     plat = PLATFORMS.get(platform)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from .errors import Exit, InventoryError, Report
+from sty import __version__
+from sty.compiler.errors import Exit, InventoryError, Report
 
 INVENTORY = click.option(
     "-i",
@@ -41,7 +42,7 @@ def _print_report(report: Report, quiet_notes: bool = False) -> None:
 
 
 def _compile(inventory: str, facts_dir: str | None, strict: bool):
-    from .pipeline import compile_fleet
+    from sty.compiler.pipeline import compile_fleet
 
     try:
         compiled = compile_fleet(inventory, facts_dir, strict=strict)
@@ -60,6 +61,7 @@ def _fail_usage(message: str) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="sty")
 def main() -> None:
     """sty compiles a Pigsty inventory into reviewable, deterministic per-host bundles."""
 
@@ -74,7 +76,7 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
 def build(inventory, outdir, facts_dir, strict, target, no_cache, quiet):
     """Render bundles into the output directory (only changed files are written)."""
-    from .build import build as run_build
+    from sty.compiler.build import build as run_build
 
     compiled = _compile(inventory, facts_dir, strict)
     try:
@@ -112,7 +114,7 @@ def check(inventory, facts_dir, strict):
 @click.option("--stat", is_flag=True, help="Only the per-host impact summary, no file diffs.")
 def diff(inventory, outdir, facts_dir, strict, target, stat):
     """Show what a build would change; exit 1 when anything differs."""
-    from .build import diff as run_diff
+    from sty.compiler.build import diff as run_diff
 
     compiled = _compile(inventory, facts_dir, strict)
     try:
@@ -138,7 +140,7 @@ def diff(inventory, outdir, facts_dir, strict, target, stat):
 @click.argument("host")
 def show(inventory, facts_dir, host):
     """Effective parameters of HOST as YAML (secrets masked)."""
-    from .render import to_yaml
+    from sty.compiler.render import to_yaml
 
     compiled = _compile(inventory, facts_dir, False)
     h = compiled.fleet.hosts.get(host)
@@ -174,8 +176,8 @@ def _mask(spec, value):
 @click.argument("param")
 def explain(param):
     """Type, default, description and module of a parameter."""
-    from .render import to_yaml
-    from .schema import registry
+    from sty.compiler.render import to_yaml
+    from sty.compiler.schema import registry
 
     reg = registry()
     spec = reg.get(param)
@@ -210,7 +212,7 @@ def ca_command(inventory, outdir, facts_dir):
     """Create the fleet CA if missing; issue the certificates the manifests in the output directory list."""
     import yaml
 
-    from .ca import DEFAULT_CN, DEFAULT_VALIDITY, ca_dir, ensure_ca, sign_for_bundle
+    from sty.compiler.ca import DEFAULT_CN, DEFAULT_VALIDITY, ca_dir, ensure_ca, sign_for_bundle
 
     compiled = _compile(inventory, facts_dir, False)
     fleet = compiled.fleet
@@ -254,9 +256,9 @@ SSH_CONFIG = click.option("--ssh-config", default=None, help="OpenSSH client con
 @SSH_CONFIG
 def apply_cmd(outdir, target, jobs, check_only, ssh_config):
     """Ship bundles to hosts over SSH; activate only what changed (TARGET: host, cluster, group or all)."""
-    from apply.remote import SshOptions
-    from apply.run import apply as run_apply
-    from apply.run import check_drift
+    from sty.apply.remote import SshOptions
+    from sty.apply.run import apply as run_apply
+    from sty.apply.run import check_drift
 
     ssh = SshOptions.from_env(config=ssh_config)
     try:
@@ -296,8 +298,8 @@ def apply_cmd(outdir, target, jobs, check_only, ssh_config):
 @SSH_CONFIG
 def verify(outdir, target, ssh_config):
     """Prove the applied state with pytest-testinfra (files, units, ports, behaviour)."""
-    from apply.remote import SshOptions
-    from apply.verify import verify as run_verify
+    from sty.apply.remote import SshOptions
+    from sty.apply.verify import verify as run_verify
 
     try:
         code = run_verify(Path(outdir), target, SshOptions.from_env(config=ssh_config))
@@ -315,9 +317,9 @@ def verify(outdir, target, ssh_config):
 @SSH_CONFIG
 def facts(outdir, host, facts_dir, ssh_config):
     """Gather CPU, memory and disk of HOST over SSH into facts/<host>.yml."""
-    from apply.facts import gather
-    from apply.remote import RemoteError, SshOptions
-    from apply.run import ApplyError
+    from sty.apply.facts import gather
+    from sty.apply.remote import RemoteError, SshOptions
+    from sty.apply.run import ApplyError
 
     try:
         path = gather(Path(outdir), host, Path(facts_dir), SshOptions.from_env(config=ssh_config))
@@ -335,8 +337,8 @@ def facts(outdir, host, facts_dir, ssh_config):
 def lint(outdir, target, jobs, verbose):
     """Judge every host bundle with the real programs, each host in a private network namespace (root).
     Exit 3 when a check fails."""
-    from apply.lint import UsageError
-    from apply.lint import run as run_lint
+    from sty.apply.lint import UsageError
+    from sty.apply.lint import run as run_lint
 
     try:
         code = run_lint(Path(outdir), target, jobs=jobs, verbose=verbose, echo=lambda s: click.echo(s, nl=False))

@@ -1,10 +1,10 @@
 """The local multi-host testbed: one systemd-nspawn container (real systemd as PID 1) per inventory host,
 on a bridge that lives in a network namespace of its own.
 
-    python -m apply.testbed up   [--inventory conf/testbed.yml] [--subnet 10.10.10.0/24] [--bridge stybr0]
+    python tests/testbed.py up   [--inventory conf/testbed.yml] [--subnet 10.10.10.0/24] [--bridge stybr0]
                                  [--cgroup-prefix sty-testbed] [--state-dir DIR] [--cache-dir DIR]
-    python -m apply.testbed exec -- CMD...     # CMD runs in the control namespace (`sty apply` goes here)
-    python -m apply.testbed status | down | image
+    python tests/testbed.py exec -- CMD...     # CMD runs in the control namespace (`sty apply` goes here)
+    python tests/testbed.py status | down | image
 
 What it makes, with P the cgroup prefix (every name derives from the parameters, so leftovers of a killed
 run are found again and removed by the next `up` or `down`):
@@ -24,7 +24,7 @@ run are found again and removed by the next `up` or `down`):
 Network safety: the machine's own network namespace gets nothing; veths are created inside P-net with their
 peer placed directly in the host or control namespace. No namespace has a route out: a packet can only reach
 the test hosts' addresses on the bridge. Run everything that talks to the hosts through `control_run()` or
-`python -m apply.testbed exec`.
+`python tests/testbed.py exec`.
 
 Containers and the kernel: /proc/sys is read-only in a container and the clock is the machine's. The testbed
 adds no capability (no CAP_SYS_TIME, default system-call filter); conf/testbed.yml turns sysctl tuning and
@@ -443,8 +443,8 @@ rm -f /usr/sbin/policy-rc.d
 # -- the testbed -----------------------------------------------------------------------------------------
 def inventory_hosts(inventory: Path | str) -> dict[str, str]:
     """{ip: nodename} of an inventory, validated by the compiler (raises UsageError with every problem)."""
-    from compiler.errors import InventoryError
-    from compiler.pipeline import compile_fleet
+    from sty.compiler.errors import InventoryError
+    from sty.compiler.pipeline import compile_fleet
 
     try:
         compiled = compile_fleet(inventory)
@@ -1040,7 +1040,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--state-dir", default=None, help=f"default: {STATE_ROOT}/<cgroup prefix>")
     common.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="image cache (default: %(default)s)")
-    parser = argparse.ArgumentParser(prog="python -m apply.testbed", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python tests/testbed.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", parents=[common], help="build or reuse the image and start one container per host")
     up.add_argument("--boot-timeout", type=float, default=180, help="seconds per host to boot and answer ssh")
@@ -1069,7 +1069,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{ip}\t{h['name']}\tpid {h['pid']}\tnetns {tb.host_ns(ip)}")
             print(f"{len(tb.hosts)} host(s) up, ssh ready, in {t['start_s']:.1f} s (cleanup {t['cleanup_s']:.1f} s)")
             print(f"control side: {tb.control_ip} in netns {tb.control_ns}; ssh config: {tb.ssh_config()}")
-            print(f"use: python -m apply.testbed exec -- ssh -F {tb.ssh_config()} {next(iter(tb.hosts))}")
+            print(f"use: python tests/testbed.py exec -- ssh -F {tb.ssh_config()} {next(iter(tb.hosts))}")
         elif args.command == "down":
             tb.down()
             print(f"down in {tb.timings['down_s']:.1f} s")
@@ -1092,7 +1092,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "exec":
             cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
             if not cmd:
-                raise UsageError("exec needs a command: python -m apply.testbed exec -- CMD...")
+                raise UsageError("exec needs a command: python tests/testbed.py exec -- CMD...")
             if not tb.is_up() or not (Path("/run/netns") / tb.control_ns).exists():
                 raise TestbedError(f"the testbed of {tb.state_dir} is not up")
             os.environ.update(tb.control_env())

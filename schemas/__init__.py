@@ -1,0 +1,1 @@
+"""JSON Schemas of every parameter: package data, read with importlib.resources (see compiler/paths.py)."""
