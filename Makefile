@@ -53,11 +53,11 @@ outputs-check: $(VENV)/.installed
 TESTBED_INV ?= conf/testbed.yml
 TESTBED_OUT ?= build/testbed/outputs
 testbed: $(VENV)/.installed
-	$(PY) tests/testbed.py up --inventory $(TESTBED_INV)
+	$(PY) tests/testbed up --inventory $(TESTBED_INV)
 	$(STY) build -i $(TESTBED_INV) -o $(TESTBED_OUT)
 
 testbed-down: $(VENV)/.installed
-	$(PY) tests/testbed.py down --inventory $(TESTBED_INV)
+	$(PY) tests/testbed down --inventory $(TESTBED_INV)
 
 # ship bundles: `make apply HOST=10.10.10.11` (or a cluster, a group, all); OUT=build/testbed/outputs for the testbed
 OUT ?= outputs

@@ -103,82 +103,95 @@ def parse_inventory(data: Any, source: str = "<inventory>") -> Inventory:
         raise InventoryError(report)
 
     all_vars = _vars_block(root.get("vars"), "all.vars", "all", report)
-    groups: dict[str, Group] = {}
-    hosts: dict[str, HostDecl] = {}
+    tree = _Tree(report)
+    for key in root:
+        if key not in ("hosts", "vars", "children"):
+            report.error(join_path("all", str(key)), f"unknown key '{key}' under `all`; use hosts, vars or children")
+    tree.add_hosts(root.get("hosts"), "all.hosts", None)
+    tree.walk(root.get("children"), "all.children", 1, None)
+    tree.inherit_hosts()
 
-    def add_hosts(entries: Any, where: str, group: str | None) -> list[str]:
+    if report.errors:
+        raise InventoryError(report)
+    return Inventory(source=source, data=data, all_vars=all_vars, groups=tree.groups, hosts=tree.hosts)
+
+
+@dataclass
+class _Tree:
+    """The groups and hosts met so far while walking `all`; shape problems go to the report, not raised,
+    so that one run names every one of them."""
+
+    report: Report
+    groups: dict[str, Group] = field(default_factory=dict)
+    hosts: dict[str, HostDecl] = field(default_factory=dict)
+
+    def add_hosts(self, entries: Any, where: str, group: str | None) -> list[str]:
+        """Record a `hosts` mapping; a host declared in several groups keeps every vars block, in order."""
         names: list[str] = []
         if entries is None:
             return names
         if not isinstance(entries, dict):
-            report.error(where, "`hosts` must be a mapping of host address to host vars")
+            self.report.error(where, "`hosts` must be a mapping of host address to host vars")
             return names
         for raw_name, hvars in entries.items():
             name = str(raw_name)
             hpath = join_path(where, name)
-            block = _vars_block(hvars, hpath, "host", report)
-            decl = hosts.get(name)
+            block = _vars_block(hvars, hpath, "host", self.report)
+            decl = self.hosts.get(name)
             if decl is None:
-                decl = hosts[name] = HostDecl(name=name, path=hpath)
+                decl = self.hosts[name] = HostDecl(name=name, path=hpath)
             decl.blocks.append(block)
             if group and group not in decl.groups:
                 decl.groups.append(group)
             names.append(name)
         return names
 
-    def walk(children: Any, where: str, depth: int, parent: Group | None) -> None:
+    def walk(self, children: Any, where: str, depth: int, parent: Group | None) -> None:
+        """Record a `children` mapping and, depth first, the groups below it."""
         if children is None:
             return
         if not isinstance(children, dict):
-            report.error(where, "`children` must be a mapping of group name to group")
+            self.report.error(where, "`children` must be a mapping of group name to group")
             return
         for raw_name, body in children.items():
             name = str(raw_name)
             gpath = join_path(where, name)
-            if body is None:
-                body = {}
-            if not isinstance(body, dict):
-                report.error(gpath, "a group must be a mapping with `hosts`, `vars` or `children`")
-                continue
-            for key in body:
-                if key not in ("hosts", "vars", "children"):
-                    report.error(
-                        join_path(gpath, str(key)),
-                        f"unknown group key '{key}'; a group holds only `hosts`, `vars` and `children`",
-                    )
-            group = groups.get(name)
+            body = {} if body is None else body
+            group = self._group(name, body, gpath, depth)
             if group is None:
-                group = groups[name] = Group(
-                    name=name,
-                    path=gpath,
-                    vars=_vars_block(body.get("vars"), join_path(gpath, "vars"), "group", report),
-                    depth=depth,
-                )
-            else:
-                report.error(gpath, f"group '{name}' is defined twice (first at {group.path})")
                 continue
-            group.hosts.extend(add_hosts(body.get("hosts"), join_path(gpath, "hosts"), name))
+            group.hosts.extend(self.add_hosts(body.get("hosts"), join_path(gpath, "hosts"), name))
             if parent is not None:
                 parent.children.append(name)
-            walk(body.get("children"), join_path(gpath, "children"), depth + 1, group)
+            self.walk(body.get("children"), join_path(gpath, "children"), depth + 1, group)
 
-    for key in root:
-        if key not in ("hosts", "vars", "children"):
-            report.error(join_path("all", str(key)), f"unknown key '{key}' under `all`; use hosts, vars or children")
-    add_hosts(root.get("hosts"), "all.hosts", None)
-    walk(root.get("children"), "all.children", 1, None)
+    def _group(self, name: str, body: Any, gpath: str, depth: int) -> Group | None:
+        """A new group with its vars, or None when its body is malformed or the name is taken."""
+        if not isinstance(body, dict):
+            self.report.error(gpath, "a group must be a mapping with `hosts`, `vars` or `children`")
+            return None
+        for key in body:
+            if key not in ("hosts", "vars", "children"):
+                self.report.error(
+                    join_path(gpath, str(key)),
+                    f"unknown group key '{key}'; a group holds only `hosts`, `vars` and `children`",
+                )
+        group = self.groups.get(name)
+        if group is not None:
+            self.report.error(gpath, f"group '{name}' is defined twice (first at {group.path})")
+            return None
+        vars_block = _vars_block(body.get("vars"), join_path(gpath, "vars"), "group", self.report)
+        group = self.groups[name] = Group(name=name, path=gpath, vars=vars_block, depth=depth)
+        return group
 
-    # a host in a child group is also a member of every ancestor group (Ansible semantics)
-    for group in sorted(groups.values(), key=lambda g: -g.depth):
-        for child in group.children:
-            for host in groups[child].hosts:
-                if host not in group.hosts:
-                    group.hosts.append(host)
-                    hosts[host].groups.append(group.name)
-
-    if report.errors:
-        raise InventoryError(report)
-    return Inventory(source=source, data=data, all_vars=all_vars, groups=groups, hosts=hosts)
+    def inherit_hosts(self) -> None:
+        """A host in a child group is also a member of every ancestor group (Ansible semantics)."""
+        for group in sorted(self.groups.values(), key=lambda g: -g.depth):
+            for child in group.children:
+                for host in self.groups[child].hosts:
+                    if host not in group.hosts:
+                        group.hosts.append(host)
+                        self.hosts[host].groups.append(group.name)
 
 
 def _vars_block(value: Any, path: str, level: str, report: Report) -> VarsBlock:

@@ -2,7 +2,7 @@
 second apply changes and restarts nothing, drift check clean, then a change is applied with only the
 activation it needs, and the testbed goes down. `make e2e` runs it alone; `make test` includes it.
 
-`sty apply` and `sty verify` run inside the testbed's control namespace (`python tests/testbed.py exec`),
+`sty apply` and `sty verify` run inside the testbed's control namespace (`python tests/testbed exec`),
 so no packet can leave the test network.
 """
 
@@ -67,7 +67,7 @@ def sty(tb: Testbed, *args: str, timeout: float = 1200) -> subprocess.CompletedP
     """Run sty in the control namespace with the testbed's SSH settings."""
     cmd = [
         str(ROOT / ".venv/bin/python"),
-        str(ROOT / "tests/testbed.py"),
+        str(ROOT / "tests/testbed"),
         "exec",
         "--cgroup-prefix",
         PREFIX,

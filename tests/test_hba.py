@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shared import CORPUS
 
-from sty.compiler.hba import HbaContext, render_hba, rule_problems
+from sty.compiler.modules.pgsql.hba import HbaContext, render_hba, rule_problems
 
 HERE = Path(__file__).resolve()
 EL_CANDIDATES = [CORPUS / "demo" / "el.yml"]

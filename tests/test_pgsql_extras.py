@@ -603,10 +603,11 @@ def test_every_parameter_the_module_reads_is_typed_with_a_default_and_a_descript
 
     from sty.compiler.modules import pgsql
 
-    source = Path(pgsql.__file__).read_text()
+    package = Path(pgsql.__file__).parent  # the pgsql package: every module of it reads parameters
+    source = "".join(f.read_text() for f in sorted(package.glob("*.py")))
     read = set(re.findall(r"""\b(?:p|hp|cp)(?:\.get)?[\[(]["']([a-z][a-z0-9_]+)["']""", source))
     read |= set(pgsql.CHECKED_PARAMS) | set(pgsql.PROVISION_PARAMS)
-    schema = json.loads((Path(pgsql.__file__).parents[2] / "schemas/pgsql.json").read_text())["properties"]
+    schema = json.loads((package.parents[2] / "schemas/pgsql.json").read_text())["properties"]
     from sty.compiler.schema import registry
 
     # parameters of other modules (node_*, vip_*, admin_ip ...) must be typed in their own schema

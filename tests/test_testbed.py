@@ -1,4 +1,4 @@
-"""The local multi-host testbed (apply/testbed.py) and its inventory (conf/testbed.yml).
+"""The local multi-host testbed (tests/testbed/) and its inventory (conf/testbed.yml).
 
 The e2e test brings the testbed up for the 4 hosts of conf/testbed.yml from nothing (the image is built on
 the first run and cached in /var/cache/sty-testbed), checks it from the control namespace, and takes it down.
@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from testbed import Image, Testbed, UsageError
-
 import testbed as tbm
+from testbed import Image, Testbed, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = ROOT / "conf" / "testbed.yml"
@@ -172,7 +171,7 @@ client.close()
 def _cli(tb: Testbed, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable,
-        ROOT / "tests/testbed.py",
+        ROOT / "tests/testbed",
         *args[:1],
         "--cgroup-prefix",
         tb.prefix,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sty.compiler.tuning import (
+from sty.compiler.modules.pgsql.tuning import (
     DCS_PARAMETER_NAMES,
     PATRONI_OWNED,
     PROFILES,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import configparser
 import re
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
@@ -58,92 +59,118 @@ DEFAULT_MESSAGE = "datasource.yaml config is invalid. Only one datasource per or
 
 
 def check_datasources(doc: Any, where: str) -> list[str]:
-    problems: list[str] = []
-
-    def bad(msg: str) -> None:
-        problems.append(f"{where}: {msg}")
-
     if not isinstance(doc, dict):
         return [f"{where}: D1 the file must be a mapping with apiVersion and datasources"]
+    problems: list[str] = []
     if doc.get("apiVersion") != 1:
-        bad(f"D1 apiVersion must be 1, got {doc.get('apiVersion')!r}")
-    for key in sorted(set(doc) - TOP_KEYS, key=str):
-        bad(f"D1 unknown top-level key {key!r}")
+        problems.append(f"D1 apiVersion must be 1, got {doc.get('apiVersion')!r}")
+    problems += [f"D1 unknown top-level key {key!r}" for key in sorted(set(doc) - TOP_KEYS, key=str)]
     sources = doc.get("datasources") or []
     if not isinstance(sources, list):
-        return problems + [f"{where}: D2 datasources must be a list"]
-    names: dict[tuple[int, str], int] = {}
-    uids: dict[tuple[int, str], int] = {}
-    defaults: dict[int, list[str]] = {}
+        return [f"{where}: {p}" for p in problems] + [f"{where}: D2 datasources must be a list"]
+    seen = _Seen()
     for i, ds in enumerate(sources):
-        at = f"datasources[{i}]"
-        if not isinstance(ds, dict):
-            bad(f"D2 {at} must be a mapping")
-            continue
-        name, kind = ds.get("name"), ds.get("type")
-        if not isinstance(name, str) or not name.strip():
-            bad(f"D2 {at} has no name")
-            continue
-        at = f"datasource {name!r}"
-        for key in sorted(set(ds) - DS_KEYS, key=str):
-            bad(f"D2 {at}: unknown key {key!r}")
-        if not isinstance(kind, str) or not kind:
-            bad(f"D2 {at} has no type")
-            continue
-        if not PLUGIN_ID.match(kind):
-            bad(f"D3 {at}: type {kind!r} is not a plugin id")
-        if "access" in ds and ds["access"] not in ("proxy", "direct"):
-            bad(f"D3 {at}: access must be proxy or direct, got {ds['access']!r}")
-        org = ds.get("orgId", 1)
-        if not isinstance(org, int) or isinstance(org, bool):
-            bad(f"D5 {at}: orgId must be an integer")
-            org = -1
-        if "uid" in ds:
-            uid = ds["uid"]
-            if not isinstance(uid, str) or not UID.match(uid):
-                bad(f"D4 {at}: uid {uid!r} must be 1-40 letters, digits, '-' or '_'")
-            elif (org, uid) in uids:
-                bad(f"D5 {at}: uid {uid!r} is also used by datasources[{uids[(org, uid)]}]")
-            else:
-                uids[(org, uid)] = i
-        if (org, name) in names:
-            bad(f"D5 {at}: the name is also used by datasources[{names[(org, name)]}] in organization {org}")
-        names[(org, name)] = i
-        if ds.get("isDefault") is True:
-            defaults.setdefault(org, []).append(name)
-        elif "isDefault" in ds and not isinstance(ds["isDefault"], bool):
-            bad(f"D6 {at}: isDefault must be true or false")
-        for key in ("jsonData", "secureJsonData"):
-            if key in ds and not isinstance(ds[key], dict):
-                bad(f"D8 {at}: {key} must be a mapping")
-        secure = ds.get("secureJsonData") if isinstance(ds.get("secureJsonData"), dict) else {}
-        for key, value in secure.items():
-            if not isinstance(value, str):
-                bad(f"D8 {at}: secureJsonData.{key} must be a string")
-        json_data = ds.get("jsonData") if isinstance(ds.get("jsonData"), dict) else {}
-        url = ds.get("url")
-        if kind in HTTP_TYPES or kind.startswith("victoriametrics-"):
-            parsed = urlparse(str(url or ""))
-            if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                bad(f"D7 {at}: url {url!r} must be an http(s) URL")
-        if kind in SQL_TYPES:
-            if not isinstance(url, str) or not re.match(r"^[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}$", url):
-                bad(f"D7 {at}: url {url!r} must be host:port")
-            if not ds.get("user"):
-                bad(f"D7 {at}: user is missing")
-            if not (json_data.get("database") or ds.get("database")):
-                bad(f"D7 {at}: jsonData.database is missing")
-            if kind != "mysql" and json_data.get("sslmode", "disable") not in SSLMODES:
-                bad(f"D7 {at}: jsonData.sslmode {json_data.get('sslmode')!r} is not one of {sorted(SSLMODES)}")
-    for org, marked in sorted(defaults.items()):
+        problems += _datasource_problems(i, ds, seen)
+    for org, marked in sorted(seen.defaults.items()):
         if len(marked) > 1:
-            bad(f"D6 {DEFAULT_MESSAGE} (organization {org}: {', '.join(marked)})")
-    deletes = doc.get("deleteDatasources") or []
+            problems.append(f"D6 {DEFAULT_MESSAGE} (organization {org}: {', '.join(marked)})")
+    problems += _delete_problems(doc.get("deleteDatasources") or [])
+    return [f"{where}: {p}" for p in problems]
+
+
+@dataclass
+class _Seen:
+    """What the earlier datasources of the file claimed: Grafana's uniqueness rules hold per organisation."""
+
+    names: dict[tuple[int, str], int] = field(default_factory=dict)
+    uids: dict[tuple[int, str], int] = field(default_factory=dict)
+    defaults: dict[int, list[str]] = field(default_factory=dict)
+
+
+def _datasource_problems(i: int, ds: Any, seen: _Seen) -> list[str]:
+    """D2-D8 for one entry; an entry without a name or type is not judged further (nothing to name it by)."""
+    at = f"datasources[{i}]"
+    if not isinstance(ds, dict):
+        return [f"D2 {at} must be a mapping"]
+    name, kind = ds.get("name"), ds.get("type")
+    if not isinstance(name, str) or not name.strip():
+        return [f"D2 {at} has no name"]
+    at = f"datasource {name!r}"
+    problems = [f"D2 {at}: unknown key {key!r}" for key in sorted(set(ds) - DS_KEYS, key=str)]
+    if not isinstance(kind, str) or not kind:
+        return problems + [f"D2 {at} has no type"]
+    if not PLUGIN_ID.match(kind):
+        problems.append(f"D3 {at}: type {kind!r} is not a plugin id")
+    if "access" in ds and ds["access"] not in ("proxy", "direct"):
+        problems.append(f"D3 {at}: access must be proxy or direct, got {ds['access']!r}")
+    problems += _claim_problems(i, at, name, ds, seen)
+    problems += _payload_problems(at, kind, ds)
+    return problems
+
+
+def _claim_problems(i: int, at: str, name: str, ds: dict[str, Any], seen: _Seen) -> list[str]:
+    """D4-D6: the entry's organisation, uid, name and default flag, recorded in `seen` for the later ones."""
+    problems: list[str] = []
+    org = ds.get("orgId", 1)
+    if not isinstance(org, int) or isinstance(org, bool):
+        problems.append(f"D5 {at}: orgId must be an integer")
+        org = -1
+    if "uid" in ds:
+        uid = ds["uid"]
+        if not isinstance(uid, str) or not UID.match(uid):
+            problems.append(f"D4 {at}: uid {uid!r} must be 1-40 letters, digits, '-' or '_'")
+        elif (org, uid) in seen.uids:
+            problems.append(f"D5 {at}: uid {uid!r} is also used by datasources[{seen.uids[(org, uid)]}]")
+        else:
+            seen.uids[(org, uid)] = i
+    if (org, name) in seen.names:
+        problems.append(
+            f"D5 {at}: the name is also used by datasources[{seen.names[(org, name)]}] in organization {org}"
+        )
+    seen.names[(org, name)] = i
+    if ds.get("isDefault") is True:
+        seen.defaults.setdefault(org, []).append(name)
+    elif "isDefault" in ds and not isinstance(ds["isDefault"], bool):
+        problems.append(f"D6 {at}: isDefault must be true or false")
+    return problems
+
+
+def _payload_problems(at: str, kind: str, ds: dict[str, Any]) -> list[str]:
+    """D7-D8: the data blocks' shapes and what the datasource's type needs to connect."""
+    problems: list[str] = []
+    for key in ("jsonData", "secureJsonData"):
+        if key in ds and not isinstance(ds[key], dict):
+            problems.append(f"D8 {at}: {key} must be a mapping")
+    secure = ds.get("secureJsonData") if isinstance(ds.get("secureJsonData"), dict) else {}
+    for key, value in secure.items():
+        if not isinstance(value, str):
+            problems.append(f"D8 {at}: secureJsonData.{key} must be a string")
+    json_data = ds.get("jsonData") if isinstance(ds.get("jsonData"), dict) else {}
+    url = ds.get("url")
+    if kind in HTTP_TYPES or kind.startswith("victoriametrics-"):
+        parsed = urlparse(str(url or ""))
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            problems.append(f"D7 {at}: url {url!r} must be an http(s) URL")
+    if kind in SQL_TYPES:
+        if not isinstance(url, str) or not re.match(r"^[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}$", url):
+            problems.append(f"D7 {at}: url {url!r} must be host:port")
+        if not ds.get("user"):
+            problems.append(f"D7 {at}: user is missing")
+        if not (json_data.get("database") or ds.get("database")):
+            problems.append(f"D7 {at}: jsonData.database is missing")
+        if kind != "mysql" and json_data.get("sslmode", "disable") not in SSLMODES:
+            problems.append(f"D7 {at}: jsonData.sslmode {json_data.get('sslmode')!r} is not one of {sorted(SSLMODES)}")
+    return problems
+
+
+def _delete_problems(deletes: Any) -> list[str]:
+    """D9: each entry names the datasource to delete."""
+    problems: list[str] = []
     for i, d in enumerate(deletes if isinstance(deletes, list) else [None]):
         if not isinstance(d, dict) or not d.get("name"):
-            bad(f"D9 deleteDatasources[{i}] needs a name")
+            problems.append(f"D9 deleteDatasources[{i}] needs a name")
         elif "orgId" in d and not isinstance(d["orgId"], int):
-            bad(f"D9 deleteDatasources[{i}]: orgId must be an integer")
+            problems.append(f"D9 deleteDatasources[{i}]: orgId must be an integer")
     return problems
 
 

@@ -325,6 +325,15 @@ def check_config(doc: Any, compiler) -> list[str]:
     """Every problem of a parsed vector configuration (empty: valid)."""
     if not isinstance(doc, dict):
         return ["the configuration must be a mapping"]
+    problems = _top_level_problems(doc)
+    components: dict[str, tuple[str, dict[str, Any]]] = {}  # id -> (kind, spec)
+    problems += _component_problems(doc, components, compiler)
+    problems += _graph_problems(components)
+    return problems
+
+
+def _top_level_problems(doc: dict[str, Any]) -> list[str]:
+    """The settings outside the component tables: known keys, an absolute data_dir, the api block."""
     problems = [f"unknown field `{k}` at the top level" for k in sorted(doc) if k not in TOP_LEVEL]
     if "data_dir" in doc and not (isinstance(doc["data_dir"], str) and doc["data_dir"].startswith("/")):
         problems.append("`data_dir` must be an absolute path")
@@ -336,8 +345,13 @@ def check_config(doc: Any, compiler) -> list[str]:
             problems += [f"unknown field `{k}` in `api`" for k in sorted(api) if k not in API_KEYS]
             if "address" in api and not _address(api["address"]):
                 problems.append(f"`api.address` {api['address']!r} is not a socket address (IP:port)")
+    return problems
 
-    components: dict[str, tuple[str, dict[str, Any]]] = {}  # id -> (kind, spec)
+
+def _component_problems(doc: dict[str, Any], components: dict[str, tuple[str, dict[str, Any]]], compiler) -> list[str]:
+    """Each source, transform and sink on its own; fills `components` with the well-formed ones, the graph's
+    nodes (ids are unique across the three tables, as vector requires)."""
+    problems: list[str] = []
     for kind, table in KINDS.items():
         section = doc.get(f"{kind}s") or {}
         if not isinstance(section, dict):
@@ -354,30 +368,36 @@ def check_config(doc: Any, compiler) -> list[str]:
                 problems.append(f'{kind} "{cid}": must be a mapping with a `type`')
                 continue
             components[cid] = (kind, spec)
-            t = spec.get("type")
-            if t not in table:
-                problems.append(
-                    f'{kind} "{cid}": unknown {kind} type `{t}` (this check knows {", ".join(sorted(table))})'
-                )
-                continue
-            k = table[t]
-            for key in sorted(k.required - set(spec)):
-                problems.append(f'{kind} "{cid}": missing field `{key}`')
-            for key in sorted(set(spec) - k.allowed):
-                problems.append(f'{kind} "{cid}": unknown field `{key}` for type `{t}`')
-            problems += option_problems(kind, cid, spec)
-            if kind != "source":
-                inputs = spec.get("inputs")
-                if not _strings(inputs):
-                    problems.append(f'{kind} "{cid}": `inputs` must be a non-empty list of component ids')
-            if t == "remap" and "source" in spec:
-                problems += [f'transform "{cid}": {p}' for p in vrl_problems(spec["source"], compiler)]
-            if t == "filter":
-                cond = spec.get("condition")
-                program = cond.get("source") if isinstance(cond, dict) else cond
-                problems += [f'transform "{cid}": {p}' for p in vrl_problems(program, compiler)]
+            problems += _spec_problems(kind, table, cid, spec, compiler)
+    return problems
 
-    # the graph ------------------------------------------------------------------------------------
+
+def _spec_problems(kind: str, table: dict, cid: str, spec: dict[str, Any], compiler) -> list[str]:
+    """One component: a known type, its required and allowed fields, its options, inputs and VRL programs."""
+    t = spec.get("type")
+    if t not in table:
+        return [f'{kind} "{cid}": unknown {kind} type `{t}` (this check knows {", ".join(sorted(table))})']
+    k = table[t]
+    problems = [f'{kind} "{cid}": missing field `{key}`' for key in sorted(k.required - set(spec))]
+    problems += [f'{kind} "{cid}": unknown field `{key}` for type `{t}`' for key in sorted(set(spec) - k.allowed)]
+    problems += option_problems(kind, cid, spec)
+    if kind != "source":
+        inputs = spec.get("inputs")
+        if not _strings(inputs):
+            problems.append(f'{kind} "{cid}": `inputs` must be a non-empty list of component ids')
+    if t == "remap" and "source" in spec:
+        problems += [f'transform "{cid}": {p}' for p in vrl_problems(spec["source"], compiler)]
+    if t == "filter":
+        cond = spec.get("condition")
+        program = cond.get("source") if isinstance(cond, dict) else cond
+        problems += [f'transform "{cid}": {p}' for p in vrl_problems(program, compiler)]
+    return problems
+
+
+def _graph_problems(components: dict[str, tuple[str, dict[str, Any]]]) -> list[str]:
+    """The topology: every input resolves (globs and named outputs as vector expands them), every source and
+    transform has a consumer, no cycles, and each edge carries a data type its consumer accepts."""
+    problems: list[str] = []
     upstream = [c for c, (k, _) in components.items() if k in ("source", "transform")]
     named_outputs = {
         f"{c}.dropped"

@@ -455,54 +455,9 @@ class RedisModule(FleetModule):
         fs_main: str,
         first: bool,
     ) -> None:
-        p = host.params
         sentinel = cluster.mode == "sentinel"
         data_dir = f"{fs_main}/{inst.port}"
-        common = dict(
-            name=inst.name,
-            mode=cluster.mode,
-            ip=host.ip,
-            port=inst.port,
-            bind=bind_addresses(p, host.ip),
-            pidfile=f"{RUN_DIR}/{inst.name}.pid",
-            logfile=f"{LOG_DIR}/{inst.name}.log",
-            dir=data_dir,
-            auth=auth,
-        )
-        if sentinel:
-            monitors = []
-            for entry in p.get("redis_sentinel_monitor") or []:
-                secret = ""
-                if entry.get("password"):
-                    secret = b.secret(
-                        f"{cluster.name}/redis_sentinel_monitor/{entry['name']}/password", entry["password"]
-                    )
-                monitors.append(
-                    {
-                        "name": entry["name"],
-                        "host": entry["host"],
-                        "port": int(entry["port"]),
-                        "quorum": int(entry.get("quorum", 1)),
-                        "auth": secret,
-                    }
-                )
-            text = render("redis/redis-sentinel.conf.j2", monitors=monitors, **common)
-        else:
-            upstream = None
-            m = REPLICA_OF.match(str(inst.spec.get("replica_of") or ""))
-            if m and cluster.mode == "standalone":
-                upstream = {"ip": m.group(1), "port": int(m.group(2))}
-            text = render(
-                "redis/redis.conf.j2",
-                replica_of=upstream,
-                save=_save_points(p),
-                rename=sorted((p.get("redis_rename_commands") or {}).items()),
-                maxmemory=str(p["redis_max_memory"]),
-                policy=str(p["redis_mem_policy"]),
-                aof=bool(p["redis_aof_enabled"]),
-                cluster=cluster.mode == "cluster",
-                **common,
-            )
+        text = self._instance_config(host, cluster, inst, b, auth, data_dir)
         unit = f"{inst.name}.service"
         conf = f"{CONF_DIR}/{inst.name}.conf"
         actions = [restart(unit)]
@@ -527,6 +482,60 @@ class RedisModule(FleetModule):
         b.directories.add(Directory(data_dir, "redis", "redis", "0700"))
         b.check("redis", conf, where="both")
         b.check("systemd", unit_path)
+
+    def _instance_config(
+        self, host: Host, cluster: RedisCluster, inst: RedisInstance, b: HostBundle, auth: str, data_dir: str
+    ) -> str:
+        """The instance's config: the settings a server and a sentinel share, then a sentinel's monitors or
+        a server's persistence, memory and replication settings."""
+        p = host.params
+        common = dict(
+            name=inst.name,
+            mode=cluster.mode,
+            ip=host.ip,
+            port=inst.port,
+            bind=bind_addresses(p, host.ip),
+            pidfile=f"{RUN_DIR}/{inst.name}.pid",
+            logfile=f"{LOG_DIR}/{inst.name}.log",
+            dir=data_dir,
+            auth=auth,
+        )
+        if cluster.mode == "sentinel":
+            monitors = self._sentinel_monitors(host, cluster, b)
+            return render("redis/redis-sentinel.conf.j2", monitors=monitors, **common)
+        upstream = None
+        m = REPLICA_OF.match(str(inst.spec.get("replica_of") or ""))
+        if m and cluster.mode == "standalone":
+            upstream = {"ip": m.group(1), "port": int(m.group(2))}
+        return render(
+            "redis/redis.conf.j2",
+            replica_of=upstream,
+            save=_save_points(p),
+            rename=sorted((p.get("redis_rename_commands") or {}).items()),
+            maxmemory=str(p["redis_max_memory"]),
+            policy=str(p["redis_mem_policy"]),
+            aof=bool(p["redis_aof_enabled"]),
+            cluster=cluster.mode == "cluster",
+            **common,
+        )
+
+    def _sentinel_monitors(self, host: Host, cluster: RedisCluster, b: HostBundle) -> list[dict]:
+        """The masters a sentinel watches; their passwords go through the secret store, never in the bundle."""
+        monitors = []
+        for entry in host.params.get("redis_sentinel_monitor") or []:
+            secret = ""
+            if entry.get("password"):
+                secret = b.secret(f"{cluster.name}/redis_sentinel_monitor/{entry['name']}/password", entry["password"])
+            monitors.append(
+                {
+                    "name": entry["name"],
+                    "host": entry["host"],
+                    "port": int(entry["port"]),
+                    "quorum": int(entry.get("quorum", 1)),
+                    "auth": secret,
+                }
+            )
+        return monitors
 
     def _exporter(self, host: Host, cluster: RedisCluster, node: RedisNode, b: HostBundle, auth: str) -> dict:
         p = host.params

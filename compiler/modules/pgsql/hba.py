@@ -209,11 +209,8 @@ def _raw_rule_problems(line: str, flavor: str) -> list[str]:
     return []
 
 
-def _problems(rule: Any, flavor: str) -> list[tuple[str, str]]:
-    if flavor not in FLAVORS:
-        return [("", f"unknown hba flavor {_show(flavor)}; use postgres or pgbouncer")]
-    if not isinstance(rule, Mapping):
-        return [("", f"an hba rule must be a mapping, got {_show(rule)} ({_type_name(rule)})")]
+def _meta_problems(rule: Mapping) -> list[tuple[str, str]]:
+    """Unknown keys and the keys both forms share: title, role, order."""
     out: list[tuple[str, str]] = []
     for key in rule:
         if key not in RULE_KEYS:
@@ -237,67 +234,90 @@ def _problems(rule: Any, flavor: str) -> list[tuple[str, str]]:
         order = rule["order"]
         if isinstance(order, bool) or not isinstance(order, int):
             out.append(("order", f"order must be an integer, got {_show(order)} ({_type_name(order)})"))
+    return out
 
-    rules = rule.get("rules")
-    has_rules = "rules" in rule and not (isinstance(rules, list) and len(rules) == 0)
-    addr = rule.get("addr")
-    has_addr = "addr" in rule and addr != ""
 
-    if has_rules:
-        if has_addr:
-            out.append(("", "an hba rule has either 'rules' (raw lines) or 'addr' (alias form), not both"))
-        for key in ("user", "db", "auth"):
-            if key in rule:
-                out.append((key, f"{key!r} is ignored in a raw rule ('rules' given); remove it"))
-        if not isinstance(rules, list):
-            out.append(("rules", f"rules must be a list of strings, got {_show(rules)} ({_type_name(rules)})"))
-        else:
-            for i, line in enumerate(rules):
-                if not isinstance(line, str):
-                    out.append((f"rules[{i}]", f"raw rule must be a string, got {_show(line)} ({_type_name(line)})"))
-                    continue
-                out.extend((f"rules[{i}]", msg) for msg in _raw_rule_problems(line, flavor))
+def _raw_form_problems(rule: Mapping, has_addr: bool, flavor: str) -> list[tuple[str, str]]:
+    """A rule with `rules`: verbatim lines, so the alias keys would be silently dropped."""
+    out: list[tuple[str, str]] = []
+    if has_addr:
+        out.append(("", "an hba rule has either 'rules' (raw lines) or 'addr' (alias form), not both"))
+    for key in ("user", "db", "auth"):
+        if key in rule:
+            out.append((key, f"{key!r} is ignored in a raw rule ('rules' given); remove it"))
+    rules = rule["rules"]
+    if not isinstance(rules, list):
+        out.append(("rules", f"rules must be a list of strings, got {_show(rules)} ({_type_name(rules)})"))
         return out
+    for i, line in enumerate(rules):
+        if not isinstance(line, str):
+            out.append((f"rules[{i}]", f"raw rule must be a string, got {_show(line)} ({_type_name(line)})"))
+            continue
+        out.extend((f"rules[{i}]", msg) for msg in _raw_rule_problems(line, flavor))
+    return out
 
-    if not has_addr:
-        out.append(("", "an hba rule needs 'addr' (alias form) or a non-empty 'rules' list (raw form)"))
-        return out
 
+def _addr_problem(addr: Any) -> str | None:
+    if not isinstance(addr, str):
+        return f"addr must be a string, got {_show(addr)} ({_type_name(addr)})"
+    if addr in ADDR_ALIASES:
+        return None
+    return _parse_literal_addr(addr)[1]
+
+
+def _auth_problem(auth: Any) -> str | None:
+    if not isinstance(auth, str):
+        return f"auth must be a string, got {_show(auth)} ({_type_name(auth)})"
+    if auth != "" and auth not in AUTH_METHODS:
+        return f"unknown auth alias {auth!r}; {AUTH_HINT}"
+    return None
+
+
+def _method_problems(addr: str, auth: str, flavor: str) -> list[tuple[str, str]]:
+    """Methods that only work over one kind of address (a valid addr and auth on their own)."""
+    out: list[tuple[str, str]] = []
+    method, _tls = AUTH_METHODS[auth or "pwd"]
+    if flavor == "pgbouncer":
+        method = PGBOUNCER_METHOD.get(method, method)
+    if method == "cert" and addr in ("local", "localhost"):
+        out.append(("auth", f"auth {auth!r} needs a TCP address (hostssl); addr {addr!r} is a unix socket"))
+    if method == "peer" and addr != "local":
+        what = f"auth {auth!r} (peer in pgbouncer)" if auth != "peer" else "auth 'peer'"
+        out.append(("auth", f"{what} only works on the unix socket; use addr: local"))
+    return out
+
+
+def _alias_form_problems(rule: Mapping, flavor: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
     for key in ("user", "db"):
         if key in rule:
             out.extend((key, msg) for msg in _name_problems(key, rule[key], flavor))
-
-    addr_ok = False
-    if not isinstance(addr, str):
-        out.append(("addr", f"addr must be a string, got {_show(addr)} ({_type_name(addr)})"))
-    elif addr not in ADDR_ALIASES:
-        _, why = _parse_literal_addr(addr)
-        if why:
-            out.append(("addr", why))
-        else:
-            addr_ok = True
-    else:
-        addr_ok = True
-
-    auth = rule.get("auth", "")
-    auth_ok = False
-    if not isinstance(auth, str):
-        out.append(("auth", f"auth must be a string, got {_show(auth)} ({_type_name(auth)})"))
-    elif auth != "" and auth not in AUTH_METHODS:
-        out.append(("auth", f"unknown auth alias {auth!r}; {AUTH_HINT}"))
-    else:
-        auth_ok = True
-
-    if addr_ok and auth_ok:
-        method, _tls = AUTH_METHODS[auth or "pwd"]
-        if flavor == "pgbouncer":
-            method = PGBOUNCER_METHOD.get(method, method)
-        if method == "cert" and addr in ("local", "localhost"):
-            out.append(("auth", f"auth {auth!r} needs a TCP address (hostssl); addr {addr!r} is a unix socket"))
-        if method == "peer" and addr != "local":
-            what = f"auth {auth!r} (peer in pgbouncer)" if auth != "peer" else "auth 'peer'"
-            out.append(("auth", f"{what} only works on the unix socket; use addr: local"))
+    addr, auth = rule.get("addr"), rule.get("auth", "")
+    addr_why, auth_why = _addr_problem(addr), _auth_problem(auth)
+    if addr_why:
+        out.append(("addr", addr_why))
+    if auth_why:
+        out.append(("auth", auth_why))
+    if not addr_why and not auth_why:
+        out.extend(_method_problems(addr, auth, flavor))
     return out
+
+
+def _problems(rule: Any, flavor: str) -> list[tuple[str, str]]:
+    if flavor not in FLAVORS:
+        return [("", f"unknown hba flavor {_show(flavor)}; use postgres or pgbouncer")]
+    if not isinstance(rule, Mapping):
+        return [("", f"an hba rule must be a mapping, got {_show(rule)} ({_type_name(rule)})")]
+    out = _meta_problems(rule)
+    rules = rule.get("rules")
+    has_rules = "rules" in rule and not (isinstance(rules, list) and len(rules) == 0)
+    has_addr = "addr" in rule and rule.get("addr") != ""
+    if has_rules:
+        return out + _raw_form_problems(rule, has_addr, flavor)
+    if not has_addr:
+        out.append(("", "an hba rule needs 'addr' (alias form) or a non-empty 'rules' list (raw form)"))
+        return out
+    return out + _alias_form_problems(rule, flavor)
 
 
 def rule_problems(rule: object, flavor: str = "postgres") -> list[tuple[str, str]]:

@@ -1,0 +1,152 @@
+"""The Victoria stack on the infra nodes: VictoriaMetrics (which also scrapes: the scrape config and the file_sd
+target files from the fan-in), VictoriaLogs, VictoriaTraces, and vmalert with sty's rule files. Each infra node
+scrapes the whole fleet on its own, so the target files are identical on every infra node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...bundle import Directory, FileSpec, HostBundle, reload
+from ...model import Host
+from ...render import HEADER, one_line, to_yaml
+from .daemon import add_daemon, daemon_of
+from .model import MODULE, TARGETS_DIR, InfraModel
+from .rules import alert_rules
+
+RULES_DIR = "/infra/rules"
+SCRAPE_CONFIG = "/infra/prometheus.yml"
+# The fleet CA certificate the scrapers trust for HTTPS targets (issued by the CA module).
+CA_CERT = "/etc/pki/ca.crt"
+
+
+def render_targets(host: Host, model: InfraModel, b: HostBundle) -> None:
+    """The file_sd target files every vmetrics reads (re-read on change: no action needed)."""
+    if not host.params.get("vmetrics_enabled"):
+        return
+    for path, tf in sorted(model.fanin.targets.items()):
+        b.add(FileSpec(path, MODULE, tf.text, "prometheus-targets"))
+    jobs = model.fanin.jobs()
+    b.directories.add(Directory(TARGETS_DIR))
+    for job in sorted(jobs):
+        b.directories.add(Directory(f"{TARGETS_DIR}/{job}"))
+
+
+def render_victoria(host: Host, model: InfraModel, data: str, b: HostBundle) -> None:
+    p = host.params
+    if p.get("vmetrics_enabled"):
+        d = daemon_of(host, "vmetrics")
+        text = to_yaml(scrape_config(host, model), HEADER)
+        b.add(FileSpec(SCRAPE_CONFIG, MODULE, text, "prometheus", actions=[reload(d.unit)]))
+        b.check("promtool", SCRAPE_CONFIG, TARGETS_DIR, where="build")
+        b.check("vmagent", SCRAPE_CONFIG)
+        _database(host, "vmetrics", data, b, [f"-promscrape.config={SCRAPE_CONFIG}"])
+    if p.get("vlogs_enabled"):
+        _database(host, "vlogs", data, b, [])
+    if p.get("vtraces_enabled"):
+        _database(host, "vtraces", data, b, [])
+    if p.get("vmalert_enabled"):
+        _vmalert(host, model, b)
+
+
+def _database(host: Host, comp: str, data: str, b: HostBundle, extra_flags: list[str]) -> None:
+    """vmetrics, vlogs or vtraces: the same flags, a store under infra_data."""
+    p = host.params
+    port = int(p[f"{comp}_port"])
+    store = f"{data}/{comp}"
+    d = daemon_of(host, comp)
+    flags = [f"-httpListenAddr=:{port}", f"-storageDataPath={store}", *extra_flags]
+    options = p.get(f"{comp}_options") or ""
+    add_daemon(host, comp, flags, options, b, port=port, health=f"http://{host.ip}:{port}/health")
+    b.directories.add(Directory(store, d.user, d.user, "0750"))
+
+
+def _vmalert(host: Host, model: InfraModel, b: HostBundle) -> None:
+    """vmalert reads and writes this node's vmetrics (else that of the first infra node running one) and notifies
+    every Alertmanager."""
+    p = host.params
+    port = int(p["vmalert_port"])
+    if p.get("vmetrics_enabled"):
+        metrics = f"http://127.0.0.1:{int(p['vmetrics_port'])}"
+    else:
+        peer = next(m for m in model.members if m.params.get("vmetrics_enabled"))
+        metrics = f"http://{peer.ip}:{int(peer.params['vmetrics_port'])}"
+    notifiers = [
+        f"-notifier.url=http://{m.ip}:{int(m.params['alertmanager_port'])}"
+        for m in model.members
+        if m.params.get("alertmanager_enabled")
+    ]
+    flags = [
+        f"-httpListenAddr=:{port}",
+        f"-rule={RULES_DIR}/*.yml",
+        f"-datasource.url={metrics}",
+        f"-remoteWrite.url={metrics}",
+        f"-remoteRead.url={metrics}",
+        *notifiers,
+        f"-evaluationInterval={one_line(p['vmetrics_scrape_interval'])}",
+    ]
+    d = daemon_of(host, "vmalert")
+    for name, groups in sorted(alert_rules().items()):
+        text = to_yaml({"groups": groups}, HEADER)
+        b.add(FileSpec(f"{RULES_DIR}/{name}.yml", MODULE, text, "prometheus-rules", actions=[reload(d.unit)]))
+    b.directories.add(Directory(RULES_DIR))
+    b.check("promtool", RULES_DIR, where="build")
+    b.check("vmalert", RULES_DIR)
+    options = p.get("vmalert_options") or ""
+    add_daemon(host, "vmalert", flags, options, b, port=port, health=f"http://{host.ip}:{port}/health")
+
+
+def _file_sd(job: str) -> list[dict[str, Any]]:
+    return [{"files": [f"{TARGETS_DIR}/{job}/*.yml"]}]
+
+
+def _ping_job(blackbox_port: int) -> dict[str, Any]:
+    """ICMP probes through the local blackbox exporter: the target becomes the probe's parameter."""
+    return {
+        "job_name": "ping",
+        "metrics_path": "/probe",
+        "params": {"module": ["icmp"]},
+        "file_sd_configs": _file_sd("ping"),
+        "relabel_configs": [
+            {"source_labels": ["__address__"], "target_label": "__param_target"},
+            {"source_labels": ["__param_target"], "target_label": "instance"},
+            {"target_label": "__address__", "replacement": f"127.0.0.1:{blackbox_port}"},
+        ],
+    }
+
+
+def scrape_config(host: Host, model: InfraModel) -> dict[str, Any]:
+    """A Prometheus-compatible scrape config that vmagent 1.79 also accepts (no rule_files, alerting,
+    evaluation_interval or file_sd refresh_interval)."""
+    p = host.params
+    fan = model.fanin
+    jobs = fan.jobs()
+    metrics_path = str(p["exporter_metrics_path"])
+    configs: list[dict[str, Any]] = []
+    if p.get("blackbox_enabled") and "ping" in jobs:
+        configs.append(_ping_job(int(p["blackbox_port"])))
+    if "infra" in jobs:
+        configs.append({"job_name": "infra", "metrics_path": "/metrics", "file_sd_configs": _file_sd("infra")})
+    if "node" in jobs:
+        configs.append({"job_name": "node", "metrics_path": metrics_path, "file_sd_configs": _file_sd("node")})
+    if "etcd" in jobs:
+        configs.append({"job_name": "etcd", "metrics_path": "/metrics", "file_sd_configs": _file_sd("etcd")})
+    if "pgsql" in jobs:
+        job: dict[str, Any] = {"job_name": "pgsql", "metrics_path": metrics_path, "file_sd_configs": _file_sd("pgsql")}
+        if fan.patroni_tls:
+            job["tls_config"] = {"ca_file": CA_CERT}
+        configs.append(job)
+    if "redis" in jobs:
+        configs.append({"job_name": "redis", "metrics_path": "/scrape", "file_sd_configs": _file_sd("redis")})
+    if "minio" in jobs:
+        job = {"job_name": "minio", "metrics_path": "/minio/v2/metrics/cluster", "file_sd_configs": _file_sd("minio")}
+        if fan.minio_tls:
+            job["tls_config"] = {"ca_file": CA_CERT}
+        configs.append(job)
+    return {
+        "global": {
+            "scrape_interval": str(p["vmetrics_scrape_interval"]),
+            "scrape_timeout": str(p["vmetrics_scrape_timeout"]),
+        },
+        "scrape_configs": configs,
+    }

@@ -1,0 +1,336 @@
+"""The vector log agent of every node: NODE owns /etc/vector/vector.yaml, composes it from the log
+sources other modules contribute (the contract below) plus the system journal, and ships every source
+to the VictoriaLogs receivers named by vector_log_endpoint. The inventory rules for those endpoints and
+for the `ins`/`cls` fields vector writes live here as well, next to the code that relies on them."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ...bundle import DAEMON_RELOAD, Contribution, Directory, FileSpec, HostBundle, Port, Unit, reload, restart
+from ...errors import Report, join_path
+from ...model import Fleet, Host
+from ...render import HEADER, render, to_yaml, token
+from .identity import MODULE, ip_key, node_identity
+
+# -- the log source contract ---------------------------------------------------------------------------
+#
+# NODE owns /etc/vector/vector.yaml (serialised from data). Other modules hand in their log sources with
+#
+#     b.contribute(VECTOR_CONFIG, module, key, {
+#         "<log id>": {                     # [a-z][a-z0-9_]*, unique on the host; becomes the `src` field
+#             "job": "pgsql",               # required: the `job` field (node infra etcd pgsql redis minio)
+#             "ins": "pg-test-1",           # optional: `ins` unless the remap sets it (default: nodename)
+#             "cls": "pg-test",             # optional: `cls` unless the remap sets it (default: node_cluster)
+#             "source": {"type": "file", "include": ["/pg/log/postgres/*.csv"]},  # a vector source: file | journald
+#             "remap": "<VRL>",             # optional: parses the raw event (sets .message, ._time, .level ...)
+#         },
+#     })
+#
+# (or `contribute_logs(b, host, module, {...})`, which does nothing where vector_enabled is false), and the
+# composer turns each into a source `<id>_raw` (file sources get `read_from` from vector_read_from,
+# journald sources `since_now`), a remap transform `<id>_logs` (journald fields trimmed, the module's VRL,
+# then job/ip/src and default ins/cls/_time added) and feeds every `*_logs` transform to one http sink per
+# VictoriaLogs receiver (`vector_log_endpoint`). The system journal is one source (`syslog`) that leaves out
+# the units a journald contribution claims with `include_units`, so no line is shipped twice.
+VECTOR_CONFIG = "/etc/vector/vector.yaml"
+VECTOR_UNIT = "/etc/systemd/system/vector.service"
+VECTOR_API = "127.0.0.1:8686"
+VLOGS_INSERT = "/insert/jsonline"  # VictoriaLogs' JSON-lines insert API, as Pigsty ships logs
+VLOGS_DEFAULT_PORT = 9428
+LOG_ID = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+LOG_FIELD = re.compile(r"^[A-Za-z0-9_.:@-]+$")  # values vector's VRL writes (ins, cls): see vrl_string
+LOG_SOURCE_TYPES = ("file", "journald")
+LOG_SPEC_KEYS = frozenset({"job", "ins", "cls", "source", "remap"})
+VLOGS_HEADERS = {
+    "VL-Stream-Fields": "job,ins,ip",
+    "VL-Msg-Field": "message",
+    "VL-Time-Field": "_time",
+    "VL-Ignore-Fields": "timestamp,file",
+    "AccountID": "0",
+    "ProjectID": "0",
+}
+# journald events carry dozens of trusted fields: keep the line, its time, unit, identifier and priority
+JOURNAL_TRIM = """.unit = del(._SYSTEMD_UNIT)
+.ident = del(.SYSLOG_IDENTIFIER)
+.level = del(.PRIORITY)
+. = compact({"message": .message, "timestamp": .timestamp, "unit": .unit, "ident": .ident, "level": .level})"""
+# the program path (the same on every platform family)
+VECTOR_BIN = "/usr/bin/vector"
+
+
+def vrl_string(value: Any) -> str:
+    """A VRL string literal of a checked value (no quotes, backslashes or template braces can occur)."""
+    return '"' + token(value) + '"'
+
+
+def log_endpoint_kind(entry: Any, fleet: Fleet) -> str:
+    """group | url | ip | invalid: what one item of vector_log_endpoint names."""
+    text = str(entry)
+    if text in fleet.inventory.groups:
+        return "group"
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.hostname and not any(c.isspace() for c in text):
+        return "url"
+    try:
+        ipaddress.IPv4Address(text)
+        return "ip"
+    except ValueError:
+        return "invalid"
+
+
+def log_receivers(host: Host, fleet: Fleet) -> tuple[list[tuple[str, str]], list[Host]]:
+    """([(sink id, uri)], hosts whose parameters shaped them): VictoriaLogs insert endpoints of this host."""
+    uris: list[str] = []
+    hosts: list[Host] = []
+    for entry in host.params.get("vector_log_endpoint") or []:
+        kind = log_endpoint_kind(entry, fleet)
+        if kind == "group":
+            for peer in sorted(fleet.group_hosts(str(entry)), key=lambda h: ip_key(h.ip)):
+                hosts.append(peer)
+                if peer.params.get("vlogs_enabled", True):
+                    port = peer.params.get("vlogs_port", VLOGS_DEFAULT_PORT)
+                    uris.append(f"http://{peer.ip}:{port}{VLOGS_INSERT}")
+        elif kind == "ip":
+            peer = fleet.hosts.get(str(entry))
+            port = peer.params.get("vlogs_port", VLOGS_DEFAULT_PORT) if peer else VLOGS_DEFAULT_PORT
+            if peer:
+                hosts.append(peer)
+            uris.append(f"http://{entry}:{port}{VLOGS_INSERT}")
+        elif kind == "url":
+            uris.append(str(entry))
+    out: list[tuple[str, str]] = []
+    for uri in dict.fromkeys(uris):
+        base = "vlogs_" + re.sub(r"[^a-z0-9]+", "_", (urlsplit(uri).netloc or uri).lower()).strip("_")
+        sink, n = base, 1
+        while any(sink == s for s, _ in out):
+            n += 1
+            sink = f"{base}_{n}"
+        out.append((sink, uri))
+    return out, hosts
+
+
+def contribute_logs(b: HostBundle, host: Host, module: str, logs: dict[str, Any]) -> None:
+    """Hand a module's log sources (the contract above) to the host's vector.yaml; nothing when vector is
+    disabled there (a contribution to a file nobody owns would be an error)."""
+    if host.params.get("vector_enabled"):
+        b.contribute(VECTOR_CONFIG, module, module, logs)
+
+
+@dataclass
+class LogSource:
+    """One contributed log source, checked: what the composer turns into a source and a remap."""
+
+    id: str
+    module: str
+    job: str
+    source: dict[str, Any]
+    ins: str | None = None
+    cls: str | None = None
+    remap: str = ""
+
+
+def log_sources(fragments: list[Contribution]) -> dict[str, LogSource]:
+    """The contributed log sources, checked against the contract (violations are programming errors)."""
+    found: dict[str, LogSource] = {}
+    for fragment in fragments:
+        if not isinstance(fragment.data, dict):
+            raise RuntimeError(f"{fragment.module}: a vector contribution maps log ids to log sources")
+        for log_id, spec in fragment.data.items():
+            where = f"{fragment.module}: vector log source {log_id!r}"
+            if not isinstance(log_id, str) or not LOG_ID.match(log_id):
+                raise RuntimeError(f"{where}: a log id matches {LOG_ID.pattern}")
+            if log_id in found:
+                raise RuntimeError(f"{where} is also contributed by {found[log_id].module}")
+            if not isinstance(spec, dict) or set(spec) - LOG_SPEC_KEYS:
+                raise RuntimeError(f"{where}: only the keys {', '.join(sorted(LOG_SPEC_KEYS))} are understood")
+            source = spec.get("source")
+            if not spec.get("job") or not isinstance(source, dict):
+                raise RuntimeError(f"{where}: `job` and `source` are required")
+            if source.get("type") not in LOG_SOURCE_TYPES:
+                raise RuntimeError(f"{where}: source type must be one of {', '.join(LOG_SOURCE_TYPES)}")
+            if source["type"] == "file" and not source.get("include"):
+                raise RuntimeError(f"{where}: a file source needs `include`")
+            found[log_id] = LogSource(
+                log_id,
+                fragment.module,
+                str(spec["job"]),
+                dict(source),
+                spec.get("ins"),
+                spec.get("cls"),
+                str(spec.get("remap") or ""),
+            )
+    return found
+
+
+@dataclass
+class VectorSettings:
+    """The host's values the composer needs, taken at render time (the composer runs after every module)."""
+
+    ip: str
+    ins: str
+    cls: str
+    data_dir: str
+    port: int
+    read_from: str
+    receivers: list[tuple[str, str]]
+
+
+def compose_vector(cfg: VectorSettings):
+    """Composer of vector.yaml: system and contributed log sources, their remaps, and the sinks."""
+
+    def compose(base: str | None, fragments: list[Contribution]) -> str:
+        logs = log_sources(fragments) if cfg.receivers else {}
+        sources: dict[str, Any] = {
+            "internal_metrics": {"type": "internal_metrics", "scrape_interval_secs": 15},
+        }
+        transforms: dict[str, Any] = {}
+        claimed = sorted(
+            {u for s in logs.values() if s.source["type"] == "journald" for u in s.source.get("include_units") or []}
+        )
+        for log_id, log in sorted(logs.items()):
+            source = dict(log.source)
+            if source["type"] == "file":
+                source.setdefault("read_from", cfg.read_from)
+            else:
+                source.setdefault("since_now", cfg.read_from == "end")
+                if log_id == "syslog" and log.module == "node" and claimed:
+                    source["exclude_units"] = sorted(set(source.get("exclude_units") or []) | set(claimed))
+            sources[f"{log_id}_raw"] = source
+            program = [JOURNAL_TRIM] if source["type"] == "journald" else []
+            if log.remap.strip():
+                program.append(log.remap.strip("\n"))
+            program += [
+                f".job = {vrl_string(log.job)}",
+                f".ip = {vrl_string(cfg.ip)}",
+                f".src = {vrl_string(log_id)}",
+                f"if !exists(.ins) {{ .ins = {vrl_string(log.ins or cfg.ins)} }}",
+                f"if !exists(.cls) {{ .cls = {vrl_string(log.cls or cfg.cls)} }}",
+                "if !exists(._time) { ._time = .timestamp }",
+                "del(.source_type)",
+                "del(.host)",
+            ]
+            transforms[f"{log_id}_logs"] = {
+                "type": "remap",
+                "inputs": [f"{log_id}_raw"],
+                "source": "\n".join(program) + "\n",
+            }
+        sinks: dict[str, Any] = {
+            "prometheus": {
+                "type": "prometheus_exporter",
+                "inputs": ["internal_metrics"],
+                "address": f"0.0.0.0:{cfg.port}",
+                "default_namespace": "vector",
+            }
+        }
+        if transforms:
+            for sink, uri in cfg.receivers:
+                sinks[sink] = {
+                    "type": "http",
+                    "inputs": sorted(transforms),
+                    "uri": uri,
+                    "encoding": {"codec": "json"},
+                    "framing": {"method": "newline_delimited"},
+                    "compression": "gzip",
+                    "healthcheck": {"enabled": False},
+                    "request": {"headers": dict(VLOGS_HEADERS)},
+                }
+        doc: dict[str, Any] = {
+            "data_dir": cfg.data_dir,
+            "api": {"enabled": True, "address": VECTOR_API},
+            "sources": sources,
+            "sinks": sinks,
+        }
+        if transforms:
+            doc["transforms"] = transforms
+        return to_yaml(doc, HEADER)
+
+    return compose
+
+
+def check_log_endpoints(fleet: Fleet, report: Report) -> None:
+    """Each distinct vector_log_endpoint definition once: items name groups, IPv4 addresses or URLs."""
+    seen: set[str] = set()
+    for host in fleet.hosts.values():
+        p = host.params
+        if not p.get("vector_enabled"):
+            continue
+        source = p.source("vector_log_endpoint")
+        if source in seen:
+            continue
+        seen.add(source)
+        entries = p.get("vector_log_endpoint") or []
+        for i, entry in enumerate(entries):
+            kind = log_endpoint_kind(entry, fleet)
+            where = join_path(source, i)
+            if kind == "invalid" and p.is_set("vector_log_endpoint"):
+                report.error(
+                    where,
+                    f"'{entry}' is neither a group of the inventory, an IPv4 address nor an http(s) URL "
+                    "of a VictoriaLogs insert API",
+                )
+            elif kind == "invalid":
+                report.note(where, f"there is no group '{entry}', so vector ships no logs (only its metrics)")
+            elif kind == "group" and not any(
+                h.params.get("vlogs_enabled", True) for h in fleet.group_hosts(str(entry))
+            ):
+                report.note(where, f"no host of group '{entry}' runs VictoriaLogs, so no logs are shipped there")
+
+
+def check_log_identity(host: Host, nodename: str | None, cluster: str, report: Report) -> None:
+    """nodename and node_cluster become the `ins` and `cls` fields that vector's VRL writes."""
+    p = host.params
+    for key, value in (("nodename", nodename), ("node_cluster", cluster)):
+        if value and not LOG_FIELD.match(value) and p.is_set(key):
+            report.error(
+                p.source(key),
+                f"{key} '{value[:40]}' is a log field of vector and may only contain letters, digits and _.:@-",
+            )
+
+
+def render_vector(host: Host, fleet: Fleet, b: HostBundle) -> None:
+    p = host.params
+    if not p.get("vector_enabled"):
+        return
+    nodename, cluster = node_identity(host)
+    receivers, _ = log_receivers(host, fleet)
+    settings = VectorSettings(
+        ip=host.ip,
+        ins=nodename or host.ip,
+        cls=cluster,
+        data_dir=str(p["vector_data"]),
+        port=int(p["vector_port"]),
+        read_from=str(p["vector_read_from"]),
+        receivers=receivers,
+    )
+    b.add(
+        FileSpec(
+            VECTOR_CONFIG,
+            MODULE,
+            None,
+            "yaml",
+            mode="0600",
+            actions=[reload("vector.service")],
+            compose=compose_vector(settings),
+        )
+    )
+    # NODE's own logs: the system journal, and HAProxy's (it logs to /dev/log, i.e. the journal)
+    own: dict[str, Any] = {"syslog": {"job": "node", "source": {"type": "journald"}}}
+    if p.get("haproxy_enabled"):
+        own["haproxy"] = {"job": "node", "source": {"type": "journald", "include_units": ["haproxy.service"]}}
+    b.contribute(VECTOR_CONFIG, MODULE, "node", own)
+    unit = render("node/vector.service.j2", bin=VECTOR_BIN, config=VECTOR_CONFIG)
+    b.add(FileSpec(VECTOR_UNIT, MODULE, unit, "systemd", actions=[DAEMON_RELOAD, restart("vector.service")]))
+    port = settings.port
+    b.units.add(Unit("vector.service", MODULE, f"http://{host.ip}:{port}/metrics"))
+    b.ports.add(Port(port, "vector", MODULE))
+    b.ports.add(Port(int(VECTOR_API.rsplit(":", 1)[1]), "vector-api", MODULE, "127.0.0.1"))
+    b.packages.add("vector")
+    b.directories.add(Directory(settings.data_dir, mode="0700"))
+    b.directories.add(Directory("/etc/vector", mode="0755"))
+    b.check("vector", VECTOR_CONFIG)
+    b.check("systemd", VECTOR_UNIT)

@@ -1,0 +1,72 @@
+"""pgbouncer: the connection pooler in front of each instance, with its own HBA file and user list.
+
+Only users with `pgbouncer: true` and databases not opted out (`pgbouncer: false`) are pooled; dropped ones
+(`state: absent`) are left out. The userlist carries the same SCRAM verifier placeholder as the role SQL
+(`provision.user_scram`), so pgbouncer and PostgreSQL always agree on a user's password.
+"""
+
+from __future__ import annotations
+
+from ...bundle import DAEMON_RELOAD, Directory, FileSpec, HostBundle, Port, Unit, reload, restart
+from ...model import Fleet, Host
+from ...render import render
+from .model import MODULE, PgCluster, PgInstance
+from .pg_hba import hba_context, render_hba_file
+from .provision import user_scram
+
+
+def _files(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster, b: HostBundle) -> dict[str, tuple]:
+    """pgbouncer's configuration files: path -> (text, format)."""
+    p = host.params
+    users = [u for u in p.combined("pg_users") if isinstance(u, dict) and u.get("state", "create") != "absent"]
+    pooled = [u for u in users if u.get("pgbouncer")]
+    databases = [
+        d
+        for d in p.get("pg_databases") or []
+        if isinstance(d, dict) and d.get("pgbouncer", True) and d.get("state", "create") != "absent"
+    ]
+    hba_text = render_hba_file(host, hba_context(host, fleet, inst, cluster), "pgb_hba_rules", "pgbouncer")
+    userlist = [(u["name"], user_scram(b, p, cluster, u)) for u in pooled]
+    return {
+        "/etc/pgbouncer/pgbouncer.ini": (render("pgsql/pgbouncer.ini.j2", p=p, dbsu=p["pg_dbsu"]), "ini"),
+        "/etc/pgbouncer/database.txt": (render("pgsql/database.txt.j2", p=p, databases=databases), "pgbouncer-db"),
+        "/etc/pgbouncer/useropts.txt": (render("pgsql/useropts.txt.j2", users=pooled), "pgbouncer-users"),
+        "/etc/pgbouncer/pgb_hba.conf": (hba_text, "pgb_hba"),
+        "/etc/pgbouncer/userlist.txt": (render("pgsql/userlist.txt.j2", userlist=userlist), "pgbouncer-auth"),
+    }
+
+
+def render_pgbouncer(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster, b: HostBundle) -> None:
+    p = host.params
+    dbsu = p["pg_dbsu"]
+    files = _files(host, fleet, inst, cluster, b)
+    for path, (text, fmt) in files.items():
+        b.add(
+            FileSpec(
+                path,
+                MODULE,
+                text,
+                fmt,
+                owner=dbsu,
+                group=dbsu,
+                mode="0600",
+                actions=[reload("pgbouncer.service")],
+            )
+        )
+    unit = render("pgsql/pgbouncer.service.j2", p=p, bin=host.platform.pgbouncer_bin, dbsu=dbsu)
+    b.add(
+        FileSpec(
+            "/etc/systemd/system/pgbouncer.service",
+            MODULE,
+            unit,
+            "systemd",
+            actions=[DAEMON_RELOAD, restart("pgbouncer.service")],
+        )
+    )
+    b.units.add(Unit("pgbouncer.service", MODULE, f"port:{p['pgbouncer_port']}"))
+    b.ports.add(Port(p["pgbouncer_port"], "pgbouncer", MODULE))
+    b.packages.add("pgbouncer")
+    b.directories.add(Directory(p["pgbouncer_log_dir"], dbsu, dbsu, "0750"))
+    b.directories.add(Directory("/etc/pgbouncer", dbsu, dbsu, "0750"))
+    b.check("pgbouncer", *files, where="build")
+    b.check("systemd", "/etc/systemd/system/pgbouncer.service")
