@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from testbed import Image, Testbed, UsageError
-
 import testbed as tbm
+from testbed import Image, Testbed, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = ROOT / "conf" / "testbed.yml"

@@ -1013,7 +1013,7 @@ class InfraModule(FleetModule):
         if not host.params.get("vmetrics_enabled"):
             return
         for path, tf in sorted(model.fanin.targets.items()):
-            b.add(FileSpec(path, self.name, tf.text, "prometheus-targets"))
+            b.add(FileSpec(path, self.name, tf.text, "yaml"))
         jobs = model.fanin.jobs()
         b.directories.add(Directory(TARGETS_DIR))
         for job in sorted(jobs):
@@ -1029,7 +1029,7 @@ class InfraModule(FleetModule):
                     SCRAPE_CONFIG,
                     self.name,
                     to_yaml(scrape_config(host, model), HEADER),
-                    "prometheus",
+                    "yaml",
                     actions=[reload(d.unit)],
                 )
             )
@@ -1090,7 +1090,7 @@ class InfraModule(FleetModule):
                     f"{RULES_DIR}/{name}.yml",
                     self.name,
                     to_yaml({"groups": groups}, HEADER),
-                    "prometheus-rules",
+                    "yaml",
                     actions=[reload(d.unit)],
                 )
             )
@@ -1118,7 +1118,7 @@ class InfraModule(FleetModule):
                 ALERTMANAGER_CONF,
                 self.name,
                 to_yaml(alertmanager_config(), HEADER),
-                "alertmanager",
+                "yaml",
                 actions=[reload(d.unit)],
             )
         )
@@ -1154,7 +1154,7 @@ class InfraModule(FleetModule):
         port = int(p["blackbox_port"])
         d = plat.daemons["blackbox"]
         b.add(
-            FileSpec(BLACKBOX_CONF, self.name, to_yaml(blackbox_config(), HEADER), "blackbox", actions=[reload(d.unit)])
+            FileSpec(BLACKBOX_CONF, self.name, to_yaml(blackbox_config(), HEADER), "yaml", actions=[reload(d.unit)])
         )
         flags = [f"--config.file={BLACKBOX_CONF}", f"--web.listen-address=:{port}"]
         self._daemon(
@@ -1197,7 +1197,7 @@ class InfraModule(FleetModule):
                 GRAFANA_DATASOURCES,
                 self.name,
                 to_yaml(sources, HEADER),
-                "grafana-datasources",
+                "yaml",
                 group=group,
                 mode="0640",
                 actions=restart_grafana,

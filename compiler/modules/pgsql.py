@@ -1233,7 +1233,7 @@ class PgsqlModule(FleetModule):
                 p["pg_hba_file"],
                 self.name,
                 HEADER + text,
-                "pg_hba",
+                "hba",
                 owner=dbsu,
                 group=dbsu,
                 mode="0600",
@@ -1259,13 +1259,13 @@ class PgsqlModule(FleetModule):
             raise RenderError(str(exc)) from None
         userlist = [(u["name"], self._scram(b, p, cluster, u)) for u in pooled]
         files = {
-            "/etc/pgbouncer/pgbouncer.ini": (render("pgsql/pgbouncer.ini.j2", p=p, dbsu=dbsu), "ini"),
+            "/etc/pgbouncer/pgbouncer.ini": (render("pgsql/pgbouncer.ini.j2", p=p, dbsu=dbsu), "pgbouncer"),
             "/etc/pgbouncer/database.txt": (
                 render("pgsql/database.txt.j2", p=p, databases=databases),
-                "pgbouncer-db",
+                "pgbouncer",
             ),
-            "/etc/pgbouncer/useropts.txt": (render("pgsql/useropts.txt.j2", users=pooled), "pgbouncer-users"),
-            "/etc/pgbouncer/pgb_hba.conf": (HEADER + hba_text, "pgb_hba"),
+            "/etc/pgbouncer/useropts.txt": (render("pgsql/useropts.txt.j2", users=pooled), "pgbouncer"),
+            "/etc/pgbouncer/pgb_hba.conf": (HEADER + hba_text, "hba"),
             "/etc/pgbouncer/userlist.txt": (
                 render("pgsql/userlist.txt.j2", userlist=userlist),
                 "pgbouncer-auth",
