@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from .bundle import Bundle
 from .remote import Host, SshOptions
-from .run import Bundle
 
 # one round trip; the data-disk size is that of the file system holding node_data (/data), else /
 SCRIPT = (

@@ -23,58 +23,37 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-import yaml
-
 from sty.apply.checks import FAIL, PASS, SKIP, CheckResult
+from sty.contract.exits import Exit, UsageError
+from sty.contract.manifest import ManifestError, read_manifest
+from sty.contract.manifest import discover as find_bundles
+from sty.contract.targets import select
 
-EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
 HOST_TIMEOUT = 600
 MAX_OUTPUT_LINES = 40
 
 
-class UsageError(Exception):
-    pass
-
-
-def _ip_key(ip: str):
-    return tuple(int(p) if p.isdigit() else 0 for p in ip.split("."))
-
-
 def discover(outdir: Path) -> dict[str, dict]:
-    """Host address -> manifest, for every `<ip>.yml` with a `<ip>/` beside it."""
+    """Host address -> manifest (as the checkers read it), for every `<ip>.yml` with a `<ip>/` beside it."""
     if not outdir.is_dir():
         raise UsageError(f"{outdir}: no such directory (run sty build first)")
     found = {}
-    for p in sorted(outdir.glob("*.yml"), key=lambda p: _ip_key(p.stem)):
-        if (outdir / p.stem).is_dir():
-            try:
-                manifest = yaml.safe_load(p.read_text())
-            except yaml.YAMLError as exc:
-                raise UsageError(f"{p}: not a manifest: {exc}") from None
-            if isinstance(manifest, dict) and "checks" in manifest:
-                found[p.stem] = manifest
+    for ip in find_bundles(outdir):
+        try:
+            found[ip] = read_manifest(outdir / f"{ip}.yml")[0]
+        except ManifestError as exc:
+            raise UsageError(str(exc)) from None
     if not found:
         raise UsageError(f"{outdir}: no host bundles (<ip>.yml beside <ip>/); run sty build first")
-    return found
+    return {ip: m.to_dict() for ip, m in found.items()}
 
 
-def select(manifests: dict[str, dict], target: str | None) -> list[str]:
-    """TARGET: a host address, a cluster name (any module's identity), a group name, or `all`; several
-    separated by commas."""
-    if target in (None, "", "all"):
-        return list(manifests)
-    chosen: set[str] = set()
-    for one in (t.strip() for t in str(target).split(",")):
-        found = [ip for ip, m in manifests.items() if one == "all" or one == ip or one in _names(m)]
-        if not found:
-            raise UsageError(f"target '{one}' is not a host address, cluster, group or 'all' of these bundles")
-        chosen.update(found)
-    return [ip for ip in manifests if ip in chosen]
-
-
-def _names(manifest: dict) -> set[str]:
-    clusters = {str(v.get("cluster")) for v in (manifest.get("identity") or {}).values() if isinstance(v, dict)}
-    return clusters | {str(g) for g in manifest.get("groups") or []}
+def select_bundles(manifests: dict[str, dict], target: str | None) -> list[str]:
+    index = {
+        ip: set(m["groups"]) | {str(v["cluster"]) for v in m["identity"].values() if v.get("cluster")}
+        for ip, m in manifests.items()
+    }
+    return select(index, target, "these bundles")
 
 
 def addresses(manifest: dict, ip: str) -> list[str]:
@@ -103,7 +82,7 @@ def worker(job_file: str) -> int:
     from sty.apply.checks.runner import LINT_WHERE, run_host_checks
 
     root = Path(job["root"])
-    manifest = yaml.safe_load(Path(job["manifest"]).read_text())
+    manifest = read_manifest(Path(job["manifest"]))[0].to_dict()
     peers = {ip: Path(p) for ip, p in job["peers"].items()}
     results = run_host_checks(root, manifest, LINT_WHERE, peers=peers)
     Path(job["results"]).write_text(json.dumps([asdict(r) for r in results]))
@@ -209,7 +188,7 @@ def run(outdir: Path, target: str | None = None, jobs: int = 2, verbose: bool = 
             "PostgreSQL as the postgres user"
         )
     manifests = discover(outdir)
-    chosen = select(manifests, target)
+    chosen = select_bundles(manifests, target)
     hosts = list(manifests)
     start = time.monotonic()
     _lookup_packages([manifests[ip] for ip in chosen])
@@ -220,7 +199,7 @@ def run(outdir: Path, target: str | None = None, jobs: int = 2, verbose: bool = 
             results[ip] = fut.result()
             echo(host_report(ip, results[ip], verbose))
     echo(summary(results, time.monotonic() - start))
-    return EXIT_FAILED if any(r.status == FAIL for rs in results.values() for r in rs) else EXIT_OK
+    return Exit.FAILED if any(r.status == FAIL for rs in results.values() for r in rs) else Exit.OK
 
 
 if __name__ == "__main__":

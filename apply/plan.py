@@ -11,15 +11,9 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-# modules in the order their phases run (compiler/modules/__init__.py ORDER)
-PHASES = ("node", "infra", "etcd", "minio", "pgsql", "redis")
-MODULE_ACTIONS = (
-    "patroni-dcs-config",
-    "pg-rolling-restart",
-    "pg-sql-primary",
-    "redis-cluster-create",
-    "minio-provision",
-)
+from sty.contract.actions import MODULE_ACTIONS
+from sty.contract.manifest import FileEntry, Manifest
+
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".target", ".path", ".mount")
 
 
@@ -53,12 +47,12 @@ class Step:
 
 @dataclass
 class FileChange:
-    entry: dict[str, Any]  # the manifest's file entry
+    entry: FileEntry
     reasons: tuple[str, ...]  # new | content | owner | mode
 
     @property
     def path(self) -> str:
-        return self.entry["path"]
+        return self.entry.path
 
 
 @dataclass
@@ -88,11 +82,11 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def changed_files(entries: list[dict], desired: dict[str, bytes], live: dict[str, LiveFile]) -> list[FileChange]:
+def changed_files(entries: list[FileEntry], desired: dict[str, bytes], live: dict[str, LiveFile]) -> list[FileChange]:
     """Files whose content, owner or mode differ from what the bundle wants (blocks: content only)."""
     out = []
     for entry in entries:
-        path = entry["path"]
+        path = entry.path
         state = live.get(path, LiveFile(False))
         if not state.exists:
             out.append(FileChange(entry, ("new",)))
@@ -100,21 +94,21 @@ def changed_files(entries: list[dict], desired: dict[str, bytes], live: dict[str
         reasons = []
         if state.sha256 != sha256(desired[path]):
             reasons.append("content")
-        if entry.get("kind", "file") == "file":
-            if (state.owner, state.group) != (entry["owner"], entry["group"]):
+        if entry.kind == "file":
+            if (state.owner, state.group) != (entry.owner, entry.group):
                 reasons.append("owner")
-            if state.mode != entry["mode"]:
+            if state.mode != entry.mode:
                 reasons.append("mode")
         if reasons:
             out.append(FileChange(entry, tuple(reasons)))
     return out
 
 
-def removed_files(record: dict | None, manifest: dict, module: str) -> list[dict]:
+def removed_files(record: dict | None, manifest: Manifest, module: str) -> list[dict]:
     """Files the previous apply installed for this module that the bundle no longer contains."""
     if not record:
         return []
-    wanted = {f["path"] for f in manifest["files"]}
+    wanted = {f.path for f in manifest.files}
     return [
         {"path": path, "kind": entry.get("kind", "file"), **entry}
         for path, entry in sorted(record.get("files", {}).items())
@@ -142,16 +136,16 @@ def plan_steps(
     removed_units = [e["path"].rsplit("/", 1)[1] for e in removed if _is_unit_file(e["path"])]
     steps += [Step("stop", u) for u in removed_units]
 
-    actions: list[dict] = [a for change in installed for a in change.entry.get("actions", [])]
+    actions = [a for change in installed for a in change.entry.actions]
     if (
-        any(a["action"] == "daemon-reload" for a in actions)
+        any(a.action == "daemon-reload" for a in actions)
         or removed_units
         or any(_is_unit_file(c.path) for c in installed)
     ):
         steps.append(Step("daemon-reload"))
 
-    restarts = {a["unit"] for a in actions if a["action"] == "restart"}
-    reloads = {a["unit"] for a in actions if a["action"] == "reload"}
+    restarts = {a.unit for a in actions if a.action == "restart"}
+    reloads = {a.unit for a in actions if a.action == "reload"}
     started: set[str] = set()
     for unit in units:
         if not running.get(unit, False):
@@ -166,16 +160,10 @@ def plan_steps(
     for unit in sorted((restarts | reloads) - set(units)):
         steps.append(Step("restart" if unit in restarts else "reload", unit))
 
-    kinds = [a["action"] for a in actions]
-    if "patroni-reload" in kinds and "patroni.service" not in started:
-        steps.append(Step("patroni-reload"))
-    for kind in (
-        "patroni-dcs-config",
-        "pg-rolling-restart",
-        "pg-sql-primary",
-        "redis-cluster-create",
-        "minio-provision",
-    ):
+    kinds = {a.action for a in actions}
+    for kind in MODULE_ACTIONS:  # in the contract's order
+        if kind == "patroni-reload" and "patroni.service" in started:
+            continue  # a started Patroni has read its new file already
         if kind in kinds:
             steps.append(Step(kind))
     return steps
@@ -184,42 +172,26 @@ def plan_steps(
 def plan_module(
     host: str,
     module: str,
-    manifest: dict,
+    manifest: Manifest,
     desired: dict[str, bytes],
     live: dict[str, LiveFile],
     record: dict | None,
     running: dict[str, bool],
 ) -> ModulePlan:
-    entries = [f for f in manifest["files"] if f["module"] == module]
-    installed = changed_files(entries, desired, live)
+    installed = changed_files(manifest.files_of(module), desired, live)
     removed = removed_files(record, manifest, module)
-    units = [u["name"] for u in manifest.get("units", []) if u["module"] == module]
+    units = manifest.units_of(module)
     return ModulePlan(host, module, installed, removed, plan_steps(installed, removed, units, running))
 
 
-def phases_of(manifest: dict) -> list[str]:
-    return [m for m in PHASES if m in manifest.get("modules", [])]
-
-
-def host_order(manifests: dict[str, dict], phase: str) -> list[list[str]]:
-    """Waves of hosts for one phase: hosts in a wave may run in parallel, waves run in order.
-
-    etcd changes one member at a time; a PostgreSQL cluster's primary goes before its replicas
-    (the first bootstrap needs the primary up, and a rolling change should end on it only after
-    the replicas are healthy is handled by Patroni itself); everything else is one wave.
-    """
-    hosts = sorted((h for h, m in manifests.items() if phase in m.get("modules", [])), key=_ip_key)
-    if phase == "etcd":
-        return [[h] for h in sorted(hosts, key=lambda h: manifests[h]["identity"].get("etcd", {}).get("seq", 0))]
-    if phase == "pgsql":
-        primaries = [h for h in hosts if manifests[h]["identity"].get("pgsql", {}).get("role") == "primary"]
-        others = [h for h in hosts if h not in primaries]
-        return [w for w in (primaries, others) if w]
-    return [hosts] if hosts else []
-
-
-def _ip_key(ip: str):
-    try:
-        return tuple(int(p) for p in ip.split("."))
-    except ValueError:
-        return (999, ip)
+def phases(manifests: dict[str, Manifest]) -> list[str]:
+    """Every module of the fleet in activation order, as the compiler declared it in each manifest."""
+    declared = [m.phases for m in manifests.values() if m.phases]
+    if declared and any(d != declared[0] for d in declared):
+        raise ValueError("the bundles disagree on the order of module phases: rebuild them with one sty")
+    order = declared[0] if declared else []
+    present = {module for m in manifests.values() for module in m.modules}
+    missing = present - set(order)
+    if missing:
+        raise ValueError(f"the bundles do not say when module(s) {', '.join(sorted(missing))} activate: rebuild them")
+    return [m for m in order if m in present]

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sty.contract.manifest import Manifest
+
 AGENT = Path(__file__).with_name("agent.py")
 REMOTE_ROOT = "/var/lib/sty"
 
@@ -70,9 +72,8 @@ class Host:
     _conn: Any = field(default=None, repr=False)
 
     @classmethod
-    def from_manifest(cls, manifest: dict, options: SshOptions) -> Host:
-        ssh = manifest.get("ssh", {})
-        return cls(ssh.get("host", manifest["address"]), int(ssh.get("port", 22)), ssh.get("user", "root"), options)
+    def from_manifest(cls, manifest: Manifest, options: SshOptions) -> Host:
+        return cls(manifest.ssh.host, manifest.ssh.port, manifest.ssh.user, options)
 
     @property
     def sudo(self) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .bundle import Bundle, select_hosts
 from .remote import SshOptions
-from .run import select_hosts
 
 TESTS = Path(__file__).with_name("verify_tests.py")
 
@@ -19,11 +19,7 @@ def verify(outdir: Path, target: str | None, ssh: SshOptions | None = None, extr
     hosts = select_hosts(Path(outdir), target)
     specs = []
     for ip in hosts:
-        import yaml
-
-        m = yaml.safe_load((Path(outdir) / f"{ip}.yml").read_text())
-        user = m.get("ssh", {}).get("user", "root")
-        specs.append(f"paramiko://{user}@{ip}")
+        specs.append(f"paramiko://{Bundle.load(Path(outdir), ip).manifest.ssh.user}@{ip}")
     args = [str(TESTS), "-q", "-p", "no:cacheprovider", "--rootdir", str(TESTS.parent), f"--hosts={','.join(specs)}"]
     if ssh.config:
         args.append(f"--ssh-config={ssh.config}")

@@ -14,20 +14,20 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-import yaml
+
+from sty.contract.manifest import discover, read_manifest
+from sty.contract.store import read_store
 
 OUTDIR = Path(os.environ.get("STY_VERIFY_OUTDIR", "outputs"))
 
 
 @cache
 def manifest_of(address: str) -> dict:
-    return yaml.safe_load((OUTDIR / f"{address}.yml").read_text())
+    return read_manifest(OUTDIR / f"{address}.yml")[0].to_dict()
 
 
 @cache
 def store() -> dict[str, str]:
-    from sty.compiler.secrets import read_store
-
     return read_store(OUTDIR)
 
 
@@ -39,7 +39,7 @@ def strict_host_keys(host):
 
     backend = host.backend
     if "client" not in backend.__dict__:
-        remote = Host.from_manifest(me(host), SshOptions.from_env())
+        remote = Host.from_manifest(read_manifest(OUTDIR / f"{host.backend.hostname}.yml")[0], SshOptions.from_env())
         conn = remote.connection()
         conn.open()
         backend.__dict__["client"] = conn.client
@@ -189,10 +189,10 @@ def test_dnsmasq_resolves_instances(host):
     if "dnsmasq" not in ports:
         pytest.skip("no dnsmasq here")
     instances = {}
-    for path in OUTDIR.glob("*.yml"):
-        pg = yaml.safe_load(path.read_text()).get("identity", {}).get("pgsql")
+    for ip in discover(OUTDIR):
+        pg = manifest_of(ip)["identity"].get("pgsql")
         if pg:
-            instances[pg["instance"]] = path.stem
+            instances[pg["instance"]] = ip
     assert instances, "no PostgreSQL instance in the bundles"
     for name, ip in sorted(instances.items()):
         out = host.run(f"python3 -c {shlex.quote(DNS_QUERY)} {name} {host.backend.hostname} {ports['dnsmasq']}")
@@ -205,10 +205,10 @@ def test_vmetrics_scrapes_node_exporters(host):
     if "vmetrics" not in ports:
         pytest.skip("no VictoriaMetrics here")
     want = set()
-    for path in OUTDIR.glob("*.yml"):
-        for p in yaml.safe_load(path.read_text())["ports"]:
+    for ip in discover(OUTDIR):
+        for p in manifest_of(ip)["ports"]:
             if p["component"] == "node_exporter":
-                want.add(f"{path.stem}:{p['port']}")
+                want.add(f"{ip}:{p['port']}")
     query = shlex.quote(f"http://{host.backend.hostname}:{ports['vmetrics']}/api/v1/query?query=up")
     up: dict[str, str] = {}
     deadline = time.monotonic() + 90  # the first scrapes follow start-up by a scrape interval or two

@@ -6,61 +6,33 @@ A `HostBundle` is the in-memory form of `outputs/<host>/` plus `outputs/<host>.y
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sty.contract.actions import ACTIONS, DAEMON_RELOAD, UNIT_ACTIONS, Action, reload, restart
+from sty.contract.formats import SECRET, get_format, placeholder
+from sty.contract.manifest import CHECK_WHERE, Certificate, Check, Directory, OsUser, Port, Unit
+
 from .secrets import pick
 
-# The activation vocabulary. Unit actions name a unit; the others act on a module's service.
-ACTIONS = {
-    "none": "nothing to do",
-    "daemon-reload": "systemctl daemon-reload",
-    "start": "enable and start a unit that is not running",
-    "reload": "reload a unit",
-    "restart": "restart a unit",
-    "patroni-reload": "patronictl reload: Patroni re-reads its file and reloads PostgreSQL",
-    "patroni-dcs-config": "patronictl edit-config: change the cluster-wide DCS configuration",
-    "pg-rolling-restart": "restart PostgreSQL replicas first, then switch over and restart the old primary",
-    "pg-sql-primary": "run SQL on the cluster primary",
-    "pgbackrest-stanza": "create the pgBackRest stanza on the primary (and a first full backup if asked)",
-    "redis-cluster-create": "create the native Redis cluster once all members run",
-    "minio-provision": "create MinIO buckets, users and policies",
-}
-UNIT_ACTIONS = {"start", "reload", "restart"}
-
-SECRET = re.compile(r"<<secret:([^<>\s]+)>>")
-CHECK_WHERE = ("build", "host", "both")
-
-
-@dataclass(frozen=True, order=True)
-class Action:
-    action: str
-    unit: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.action not in ACTIONS:
-            raise ValueError(f"unknown action {self.action}")
-        if (self.action in UNIT_ACTIONS) != (self.unit is not None):
-            raise ValueError(f"action {self.action} {'needs' if self.action in UNIT_ACTIONS else 'takes no'} unit")
-
-    def as_dict(self) -> dict[str, str]:
-        return {"action": self.action, **({"unit": self.unit} if self.unit else {})}
-
-    def __str__(self) -> str:
-        return f"{self.action} {self.unit}" if self.unit else self.action
-
-
-def restart(unit: str) -> Action:
-    return Action("restart", unit)
-
-
-def reload(unit: str) -> Action:
-    return Action("reload", unit)
-
-
-DAEMON_RELOAD = Action("daemon-reload")
+__all__ = [
+    "ACTIONS",
+    "DAEMON_RELOAD",
+    "UNIT_ACTIONS",
+    "Action",
+    "Certificate",
+    "Check",
+    "Contribution",
+    "Directory",
+    "FileSpec",
+    "HostBundle",
+    "OsUser",
+    "Port",
+    "Unit",
+    "reload",
+    "restart",
+]
 
 
 @dataclass
@@ -78,7 +50,7 @@ class FileSpec:
     path: str  # absolute path on the host
     module: str
     content: str | None = None
-    format: str = "text"
+    format: str = ""  # required: one of sty.contract.formats.FORMATS
     owner: str = "root"
     group: str = "root"
     mode: str = "0644"
@@ -86,60 +58,12 @@ class FileSpec:
     actions: list[Action] = field(default_factory=list)
     compose: Callable[[str | None, list[Contribution]], str] | None = None
 
+    def __post_init__(self) -> None:
+        get_format(self.format)  # the closed set: a YAML file is `yaml` whatever it configures
+
     @property
     def secrets(self) -> list[str]:
         return sorted(set(SECRET.findall(self.content or "")))
-
-
-@dataclass(frozen=True, order=True)
-class Port:
-    port: int
-    component: str
-    module: str
-    address: str = "0.0.0.0"
-
-
-@dataclass(frozen=True, order=True)
-class Unit:
-    name: str  # e.g. patroni.service
-    module: str
-    health: str = ""  # an URL or `port:N` the apply stage checks after activation
-
-
-@dataclass(frozen=True, order=True)
-class OsUser:
-    name: str
-    uid: int | None = None
-    home: str | None = None
-    system: bool = True
-
-
-@dataclass(frozen=True, order=True)
-class Directory:
-    path: str
-    owner: str = "root"
-    group: str = "root"
-    mode: str = "0755"
-
-
-@dataclass(frozen=True, order=True)
-class Check:
-    checker: str
-    files: tuple[str, ...]
-    where: str = "both"
-
-
-@dataclass(frozen=True, order=True)
-class Certificate:
-    """A certificate the host needs, signed by the fleet CA at apply time (keys never enter outputs/)."""
-
-    name: str  # e.g. etcd-server
-    common_name: str
-    sans: tuple[str, ...]  # DNS names and IP addresses
-    cert: str  # host path of the certificate
-    key: str  # host path of the private key
-    owner: str = "root"
-    usage: str = "server"  # server | client | both
 
 
 @dataclass
@@ -175,7 +99,7 @@ class HostBundle:
     def secret(self, name: str, value: Any) -> str:
         """Register a secret's value for the store and return the placeholder the bundle carries."""
         self.secrets[name] = pick(name, value, self.overrides)
-        return f"<<secret:{name}>>"
+        return placeholder(name)
 
     def keep(self, name: str, value: Any) -> None:
         """A secret the apply stage or `sty verify` needs although no file carries it."""

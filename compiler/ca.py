@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .bundle import Certificate
+from sty.contract.manifest import Certificate, Manifest
+
 from .secrets import store_dir
 
 DEFAULT_CN = "pigsty-ca"  # Pigsty's ca_cn
@@ -317,35 +318,21 @@ def issue(ca: CA, request: Certificate, host: str, validity: str | int = DEFAULT
     return Issued(cert_pem, key_pem, "created" if reason == "missing" else "reissued", reason)
 
 
-def request_of(entry: dict[str, Any]) -> Certificate:
-    """A manifest `certificates` entry as the Certificate it was rendered from."""
-    return Certificate(
-        name=str(entry["name"]),
-        common_name=str(entry["common_name"]),
-        sans=tuple(str(s) for s in entry.get("sans") or ()),
-        cert=str(entry["cert"]),
-        key=str(entry["key"]),
-        owner=str(entry.get("owner", "root")),
-        usage=str(entry.get("usage", "server")),
-    )
-
-
 def sign_for_bundle(
     outdir: Path,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     cn: str = DEFAULT_CN,
     validity: str | int = DEFAULT_VALIDITY,
     results: list[tuple[str, str, Issued]] | None = None,
 ) -> dict[str, bytes]:
     """Host path -> bytes of every certificate and key a host's manifest lists, plus the CA certificate at
-    CA_CERT_PATH. The CA is created on first use (`cn`, `validity` only matter then). A manifest entry may
-    carry its own `validity`. `results`, when given, receives (host, name, Issued) for reporting."""
+    CA_CERT_PATH. The CA is created on first use (`cn`, `validity` only matter then). `results`, when given,
+    receives (host, name, Issued) for reporting."""
     ca = ensure_ca(ca_dir(outdir), cn, validity)
-    host = str(manifest["address"])
+    host = manifest.address
     files: dict[str, bytes] = {CA_CERT_PATH: ca.cert_pem}
-    for entry in manifest.get("certificates") or []:
-        request = request_of(entry)
-        issued = issue(ca, request, host, entry.get("validity") or validity)
+    for request in manifest.certificates:
+        issued = issue(ca, request, host, validity)
         files[request.cert], files[request.key] = issued
         if results is not None:
             results.append((host, request.name, issued))

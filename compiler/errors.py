@@ -7,16 +7,10 @@ so that a user sees everything wrong with an inventory in one run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 
+from sty.contract.exits import Exit
 
-class Exit(IntEnum):
-    """Exit codes shared by every `sty` command (documented in README.md)."""
-
-    OK = 0
-    DIFFERENT = 1  # diff found differences, apply --check found drift
-    INVALID = 2  # invalid input or usage
-    FAILED = 3  # a check or an operation failed
+__all__ = ["Exit", "InventoryError", "Problem", "Report", "join_path"]
 
 
 @dataclass(frozen=True, order=True)

@@ -10,6 +10,8 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sty.contract.targets import select
+
 from .bundle import HostBundle
 from .errors import InventoryError, Report
 from .loader import parse_inventory, read_yaml
@@ -109,30 +111,22 @@ def input_digest(host: Host, compiled: Compiled, code: str) -> str:
     return h.hexdigest()
 
 
+def target_index(fleet: Fleet) -> dict[str, set[str]]:
+    """Host address -> the group and cluster names it answers to (the TARGET grammar's names)."""
+    index: dict[str, set[str]] = {ip: set(host.groups) for ip, host in fleet.hosts.items()}
+    for ip, host in fleet.hosts.items():
+        for module, key in CLUSTER_KEYS.items():
+            if module in host.modules and host.params.raw(key) is not None:
+                index[ip].add(str(host.params.raw(key)))
+    for name, members in fleet.derived.get("node", {}).items():
+        for member in members:
+            index[member.ip].add(str(name))
+    return index
+
+
 def resolve_target(fleet: Fleet, target: str | None) -> list[str]:
-    """TARGET grammar: a host address, a cluster name, a group name, or `all`."""
-    if target in (None, "", "all"):
-        return sorted(fleet.hosts, key=_ip_key)
-    if target in fleet.hosts:
-        return [target]
-    if target in fleet.inventory.groups:
-        return sorted(fleet.inventory.groups[target].hosts, key=_ip_key)
-    found = [
-        ip
-        for ip, host in fleet.hosts.items()
-        if any(host.params.raw(k) == target and m in host.modules for m, k in CLUSTER_KEYS.items())
-    ]
-    found += [h.ip for h in fleet.derived.get("node", {}).get(target, []) if h.ip not in found]
-    if found:
-        return sorted(found, key=_ip_key)
-    raise LookupError(f"target '{target}' is not a host address, cluster, group or 'all'")
-
-
-def _ip_key(ip: str):
-    try:
-        return tuple(int(p) for p in ip.split("."))
-    except ValueError:
-        return (999, ip)
+    """TARGET grammar (sty.contract.targets): addresses, clusters, groups or `all`, comma-separated."""
+    return select(target_index(fleet), target)
 
 
 __all__ = ["Compiled", "compile_fleet", "render_host", "input_digest", "resolve_target", "RenderError"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from sty import __version__
-from sty.compiler.errors import Exit, InventoryError, Report
+from sty.compiler.errors import InventoryError, Report
+from sty.contract.exits import Exit, UsageError
 
 INVENTORY = click.option(
     "-i",
@@ -81,7 +82,7 @@ def build(inventory, outdir, facts_dir, strict, target, no_cache, quiet):
     compiled = _compile(inventory, facts_dir, strict)
     try:
         result = run_build(compiled, Path(outdir), target, use_cache=not no_cache)
-    except LookupError as exc:
+    except UsageError as exc:
         _fail_usage(str(exc))
     except InventoryError as exc:
         _print_report(exc.report)
@@ -119,7 +120,7 @@ def diff(inventory, outdir, facts_dir, strict, target, stat):
     compiled = _compile(inventory, facts_dir, strict)
     try:
         result = run_diff(compiled, Path(outdir), target)
-    except LookupError as exc:
+    except UsageError as exc:
         _fail_usage(str(exc))
     except InventoryError as exc:
         _print_report(exc.report)
@@ -210,9 +211,8 @@ def explain(param):
 @FACTS
 def ca_command(inventory, outdir, facts_dir):
     """Create the fleet CA if missing; issue the certificates the manifests in the output directory list."""
-    import yaml
-
     from sty.compiler.ca import DEFAULT_CN, DEFAULT_VALIDITY, ca_dir, ensure_ca, sign_for_bundle
+    from sty.contract.manifest import ManifestError, discover, read_manifest
 
     compiled = _compile(inventory, facts_dir, False)
     fleet = compiled.fleet
@@ -220,14 +220,18 @@ def ca_command(inventory, outdir, facts_dir):
     cn = str(source.params.get("ca_cn") or DEFAULT_CN) if source else DEFAULT_CN
     validity = str(source.params.get("cert_validity") or DEFAULT_VALIDITY) if source else DEFAULT_VALIDITY
     out = Path(outdir)
-    manifests = sorted(p for p in out.glob("*.yml") if (out / p.stem).is_dir())
-    if not manifests:
+    hosts = discover(out)
+    if not hosts:
         _fail_usage(f"no bundles in {outdir}: run sty build first")
+    try:
+        manifests = [read_manifest(out / f"{ip}.yml")[0] for ip in hosts]
+    except ManifestError as exc:
+        _fail_usage(str(exc))
     try:
         ca = ensure_ca(ca_dir(out), cn, validity)
         results: list = []
-        for path in manifests:
-            sign_for_bundle(out, yaml.safe_load(path.read_text(encoding="utf-8")), cn, validity, results=results)
+        for manifest in manifests:
+            sign_for_bundle(out, manifest, cn, validity, results=results)
     except ValueError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(Exit.FAILED)
@@ -256,9 +260,10 @@ SSH_CONFIG = click.option("--ssh-config", default=None, help="OpenSSH client con
 @SSH_CONFIG
 def apply_cmd(outdir, target, jobs, check_only, ssh_config):
     """Ship bundles to hosts over SSH; activate only what changed (TARGET: host, cluster, group or all)."""
+    from sty.apply.drift import check_drift
     from sty.apply.remote import SshOptions
     from sty.apply.run import apply as run_apply
-    from sty.apply.run import check_drift
+    from sty.compiler.ca import sign_for_bundle
 
     ssh = SshOptions.from_env(config=ssh_config)
     try:
@@ -274,11 +279,11 @@ def apply_cmd(outdir, target, jobs, check_only, ssh_config):
                 sys.exit(Exit.DIFFERENT)
             click.echo("no drift")
             return
-        result = run_apply(Path(outdir), target, jobs=jobs, ssh=ssh)
-    except LookupError as exc:
+        result = run_apply(Path(outdir), target, jobs=jobs, ssh=ssh, sign=sign_for_bundle)
+    except UsageError as exc:
         _fail_usage(str(exc))
     except Exception as exc:  # ApplyError, RemoteError: one sentence, no traceback
-        if type(exc).__name__ not in ("ApplyError", "RemoteError", "SecretError"):
+        if type(exc).__name__ not in ("ApplyError", "RemoteError", "SecretError", "ValueError"):
             raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(Exit.FAILED)
@@ -298,13 +303,17 @@ def apply_cmd(outdir, target, jobs, check_only, ssh_config):
 @SSH_CONFIG
 def verify(outdir, target, ssh_config):
     """Prove the applied state with pytest-testinfra (files, units, ports, behaviour)."""
+    from sty.apply.bundle import ApplyError
     from sty.apply.remote import SshOptions
     from sty.apply.verify import verify as run_verify
 
     try:
         code = run_verify(Path(outdir), target, SshOptions.from_env(config=ssh_config))
-    except LookupError as exc:
+    except UsageError as exc:
         _fail_usage(str(exc))
+    except ApplyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.FAILED)
     if code == 0:
         click.echo(f"verified: every check passed on {target}")
     sys.exit(Exit.OK if code == 0 else Exit.FAILED)
@@ -317,9 +326,9 @@ def verify(outdir, target, ssh_config):
 @SSH_CONFIG
 def facts(outdir, host, facts_dir, ssh_config):
     """Gather CPU, memory and disk of HOST over SSH into facts/<host>.yml."""
+    from sty.apply.bundle import ApplyError
     from sty.apply.facts import gather
     from sty.apply.remote import RemoteError, SshOptions
-    from sty.apply.run import ApplyError
 
     try:
         path = gather(Path(outdir), host, Path(facts_dir), SshOptions.from_env(config=ssh_config))
@@ -337,7 +346,6 @@ def facts(outdir, host, facts_dir, ssh_config):
 def lint(outdir, target, jobs, verbose):
     """Judge every host bundle with the real programs, each host in a private network namespace (root).
     Exit 3 when a check fails."""
-    from sty.apply.lint import UsageError
     from sty.apply.lint import run as run_lint
 
     try:

@@ -12,21 +12,33 @@ import yaml
 
 from sty.apply import agent
 from sty.apply import plan as P
-from sty.apply.secrets import SecretError, mask, substitute
+from sty.apply.handlers import waves
+from sty.contract.actions import Action
+from sty.contract.formats import SecretError, mask, substitute
+from sty.contract.manifest import Facts, FileEntry, Manifest, Ssh, Unit, discover, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def entry(path, module="pgsql", actions=(), kind="file", owner="root", group="root", mode="0644"):
-    return {
-        "path": path,
-        "module": module,
-        "kind": kind,
-        "owner": owner,
-        "group": group,
-        "mode": mode,
-        "actions": [dict(a) for a in actions] or [{"action": "none"}],
-    }
+    acts = tuple(Action.from_dict(a) for a in actions)
+    return FileEntry(path, module, "yaml", "", kind, owner, group, mode, acts)
+
+
+def manifest(files=(), units=(), modules=("node", "pgsql"), identity=None, address="10.0.0.1") -> Manifest:
+    return Manifest(
+        address=address,
+        nodename="n",
+        ssh=Ssh(address),
+        platform="debian12",
+        package_manager="apt",
+        modules=list(modules),
+        groups=[],
+        identity=identity or {},
+        facts=Facts(1, 1, 1),
+        files=list(files),
+        units=[Unit(u, m) for u, m in units],
+    )
 
 
 def live_of(data: bytes, owner="root", group="root", mode="0644"):
@@ -41,7 +53,7 @@ def test_unchanged_files_plan_nothing():
     plan = P.plan_module(
         "h",
         "pgsql",
-        {"files": [e], "units": [{"name": "a.service", "module": "pgsql"}]},
+        manifest([e], [("a.service", "pgsql")]),
         {"/etc/a.conf": b"x"},
         {"/etc/a.conf": live_of(b"x")},
         None,
@@ -136,8 +148,7 @@ def test_removed_files_and_their_units():
             "/etc/other.conf": {"module": "pgsql"},
         }
     }
-    manifest = {"files": [entry("/etc/keep.conf", "node")]}
-    removed = P.removed_files(record, manifest, "node")
+    removed = P.removed_files(record, manifest([entry("/etc/keep.conf", "node")]), "node")
     assert [r["path"] for r in removed] == ["/etc/old.conf", "/etc/systemd/system/old.service"]
     steps = P.plan_steps([], removed, [], {})
     assert steps == [P.Step("stop", "old.service"), P.Step("daemon-reload")]
@@ -146,23 +157,37 @@ def test_removed_files_and_their_units():
 # -- in which order ------------------------------------------------------------------------------
 
 
-def shipped_manifests() -> dict[str, dict]:
+def shipped_manifests() -> dict[str, Manifest]:
     out = ROOT / "outputs"
-    return {p.stem: yaml.safe_load(p.read_text()) for p in out.glob("*.yml")}
+    return {ip: read_manifest(out / f"{ip}.yml")[0] for ip in discover(out)}
 
 
 def test_phases_follow_the_modules():
     manifests = shipped_manifests()
-    assert P.phases_of(manifests["10.10.10.10"]) == ["node", "infra", "etcd", "pgsql"]
-    assert P.phases_of(manifests["10.10.10.11"]) == ["node", "pgsql"]
-    assert P.host_order(manifests, "node") == [["10.10.10.10", "10.10.10.11", "10.10.10.12", "10.10.10.13"]]
+    assert P.phases(manifests) == ["node", "infra", "etcd", "pgsql"]
+    assert P.phases({"10.10.10.11": manifests["10.10.10.11"]}) == ["node", "pgsql"]
+    assert waves("node", manifests) == [["10.10.10.10", "10.10.10.11", "10.10.10.12", "10.10.10.13"]]
     # primaries first (pg-meta-1 and pg-test-1), then the replicas together
-    assert P.host_order(manifests, "pgsql") == [["10.10.10.10", "10.10.10.11"], ["10.10.10.12", "10.10.10.13"]]
+    assert waves("pgsql", manifests) == [["10.10.10.10", "10.10.10.11"], ["10.10.10.12", "10.10.10.13"]]
+
+
+def test_phases_come_from_the_bundles_not_from_the_apply_stage():
+    """Modules on different hosts still activate in the compiler's declared order (infra before etcd)."""
+    infra = manifest(modules=["node", "infra"], address="10.0.0.1")
+    etcd = manifest(modules=["node", "etcd"], address="10.0.0.2")
+    infra.phases = etcd.phases = ["node", "infra", "etcd", "pgsql"]
+    assert P.phases({"10.0.0.2": etcd, "10.0.0.1": infra}) == ["node", "infra", "etcd"]
+    etcd.phases = ["node", "etcd", "infra"]
+    with pytest.raises(ValueError, match="disagree"):
+        P.phases({"10.0.0.2": etcd, "10.0.0.1": infra})
 
 
 def test_etcd_members_change_one_at_a_time():
-    manifests = {f"10.0.0.{i}": {"modules": ["node", "etcd"], "identity": {"etcd": {"seq": 4 - i}}} for i in (1, 2, 3)}
-    assert P.host_order(manifests, "etcd") == [["10.0.0.3"], ["10.0.0.2"], ["10.0.0.1"]]
+    manifests = {
+        f"10.0.0.{i}": manifest(modules=["node", "etcd"], identity={"etcd": {"seq": 4 - i}}, address=f"10.0.0.{i}")
+        for i in (1, 2, 3)
+    }
+    assert waves("etcd", manifests) == [["10.0.0.3"], ["10.0.0.2"], ["10.0.0.1"]]
 
 
 # -- secrets into formats ------------------------------------------------------------------------
@@ -180,14 +205,16 @@ def test_haproxy_and_pgbouncer_escaping():
     assert substitute("stats auth admin:<<secret:x>>\n", "haproxy", {"x": "a b#c"}) == "stats auth admin:a\\ b\\#c\n"
     assert substitute('"u" "<<secret:x>>"\n', "pgbouncer-auth", {"x": 'q"q'}) == '"u" "q""q"\n'
     with pytest.raises(SecretError, match="line break"):
-        substitute("x = <<secret:x>>\n", "ini", {"x": "a\nadmin_users = evil"})
+        substitute("x = <<secret:x>>\n", "pgbackrest", {"x": "a\nrepo1-path = /evil"})
 
 
 def test_missing_and_empty_secrets_are_refused():
     with pytest.raises(SecretError, match="no value"):
-        substitute("<<secret:nope>>", "text", {})
+        substitute("<<secret:nope>>", "env", {})
     with pytest.raises(SecretError, match="empty"):
-        substitute("<<secret:x>>", "text", {"x": ""})
+        substitute("<<secret:x>>", "env", {"x": ""})
+    with pytest.raises(SecretError, match="cannot carry secrets"):
+        substitute("<<secret:x>>", "nginx", {"x": "v"})
 
 
 def test_mask_hides_values_in_diffs():

@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sty.compiler.bundle import Certificate
 from sty.compiler.ca import (
     CA_CERT_PATH,
     ca_dir,
@@ -26,6 +25,7 @@ from sty.compiler.ca import (
     reissue_reason,
     sign_for_bundle,
 )
+from sty.contract.manifest import Certificate, Facts, Manifest, Ssh
 
 HOST = "10.10.10.11"
 ENTRY = {
@@ -46,7 +46,15 @@ CLIENT = {
     "owner": "postgres",
     "usage": "client",
 }
-MANIFEST = {"address": HOST, "certificates": [ENTRY, CLIENT]}
+
+
+def manifest_of(address: str, *entries: dict) -> Manifest:
+    """A bundle manifest that lists these certificate requests (the rest of the manifest does not matter here)."""
+    certificates = [Certificate(**{**e, "sans": tuple(e["sans"])}) for e in entries]
+    return Manifest(address, "", Ssh(address), "debian12", "apt", [], [], {}, Facts(1, 1, 1), certificates=certificates)
+
+
+MANIFEST = manifest_of(HOST, ENTRY, CLIENT)
 
 
 def need_openssl() -> None:
@@ -184,7 +192,7 @@ def test_expiring_certificate_is_reissued_and_the_other_kept(outdir):
 def test_changed_request_is_reissued(outdir, change, reason):
     sign_for_bundle(outdir, MANIFEST)
     results: list = []
-    sign_for_bundle(outdir, {"address": HOST, "certificates": [{**ENTRY, **change}]}, results=results)
+    sign_for_bundle(outdir, manifest_of(HOST, {**ENTRY, **change}), results=results)
     (_, _, issued) = results[0]
     assert (issued.status, issued.reason) == ("reissued", reason)
 
@@ -200,8 +208,8 @@ def test_certificates_of_a_replaced_ca_are_reissued(outdir):
 
 
 def test_same_name_on_two_hosts_is_two_certificates(outdir):
-    a = sign_for_bundle(outdir, {"address": "10.10.10.11", "certificates": [ENTRY]})
-    b = sign_for_bundle(outdir, {"address": "10.10.10.12", "certificates": [ENTRY]})
+    a = sign_for_bundle(outdir, manifest_of("10.10.10.11", ENTRY))
+    b = sign_for_bundle(outdir, manifest_of("10.10.10.12", ENTRY))
     assert a[ENTRY["key"]] != b[ENTRY["key"]]
 
 
@@ -254,7 +262,7 @@ def test_bring_your_own_ca(outdir, tmp_path):
         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    files = sign_for_bundle(outdir, {"address": HOST, "certificates": [ENTRY]})
+    files = sign_for_bundle(outdir, manifest_of(HOST, ENTRY))
     cert = d / "issued" / HOST / "patroni.crt"
     assert openssl("verify", "-CAfile", str(d / "ca.crt"), str(cert)).returncode == 0
     assert files[CA_CERT_PATH] == (d / "ca.crt").read_bytes()

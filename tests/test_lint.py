@@ -154,12 +154,12 @@ def test_limit_grammar():
         "10.0.0.1": {"groups": ["etcd", "infra"], "identity": {"pgsql": {"cluster": "pg-meta"}}},
         "10.0.0.2": {"groups": ["pg-test"], "identity": {"pgsql": {"cluster": "pg-test"}}},
     }
-    assert lint_mod.select(manifests, None) == ["10.0.0.1", "10.0.0.2"]
-    assert lint_mod.select(manifests, "pg-test") == ["10.0.0.2"]
-    assert lint_mod.select(manifests, "etcd") == ["10.0.0.1"]
-    assert lint_mod.select(manifests, "10.0.0.2,pg-meta") == ["10.0.0.1", "10.0.0.2"]
+    assert lint_mod.select_bundles(manifests, None) == ["10.0.0.1", "10.0.0.2"]
+    assert lint_mod.select_bundles(manifests, "pg-test") == ["10.0.0.2"]
+    assert lint_mod.select_bundles(manifests, "etcd") == ["10.0.0.1"]
+    assert lint_mod.select_bundles(manifests, "10.0.0.2,pg-meta") == ["10.0.0.1", "10.0.0.2"]
     with pytest.raises(lint_mod.UsageError):
-        lint_mod.select(manifests, "nope")
+        lint_mod.select_bundles(manifests, "nope")
 
 
 # --------------------------------------------------------------------------------------------------

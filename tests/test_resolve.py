@@ -12,6 +12,7 @@ from sty.compiler.manifest import manifest
 from sty.compiler.pipeline import render_host, resolve_target
 from sty.compiler.resolve import Params
 from sty.compiler.schema import registry
+from sty.contract.exits import UsageError
 
 TV = "all.children.pg-test.vars"
 TH = "all.children.pg-test.hosts"
@@ -294,7 +295,7 @@ def test_facts_file_beats_inventory_beats_defaults(compile_inv, inventory, tmp_p
 def test_manifest_lists_assumed_facts(compile_inv, inventory, tmp_path):
     facts_setup(inventory, tmp_path)
     compiled = compile_inv(inventory)
-    docs = {ip: manifest(h, render_host(h, compiled))["facts"] for ip, h in compiled.fleet.hosts.items()}
+    docs = {ip: manifest(h, render_host(h, compiled)).to_dict()["facts"] for ip, h in compiled.fleet.hosts.items()}
     assert docs["10.10.10.11"]["assumed"] == []
     assert docs["10.10.10.11"]["cpu"] == 16
     assert docs["10.10.10.12"]["assumed"] == ["disk_gb"]
@@ -376,7 +377,7 @@ def test_target_cluster_name_that_is_not_a_group(compile_inv, inventory):
 @pytest.mark.parametrize("target", ["nope", "10.10.10.99", "pg-tes"])
 def test_unknown_target(compile_inv, inventory, target):
     fleet = compile_inv(inventory).fleet
-    with pytest.raises(LookupError, match=target):
+    with pytest.raises(UsageError, match=target):
         resolve_target(fleet, target)
 
 
@@ -384,5 +385,5 @@ def test_target_node_cluster_uses_the_effective_node_cluster(compile_inv, invent
     fleet = compile_inv(inventory).fleet
     # every shipped host borrows its pg_cluster as node cluster (node_id_from_pg); none is in 'nodes'
     assert sorted(fleet.derived["node"]) == ["pg-meta", "pg-test"]
-    with pytest.raises(LookupError):
+    with pytest.raises(UsageError):
         resolve_target(fleet, "nodes")

@@ -53,7 +53,7 @@ def secret_for_pgbouncer(ctx: CheckContext):
     def value(name: str) -> str:
         v = ctx.secret(name)
         if name.endswith("/scram") and not v.startswith(("SCRAM-SHA-256$", "md5")):
-            from sty.compiler.secrets import scram_verifier
+            from sty.contract.store import scram_verifier
 
             v = scram_verifier(v, "sty-check")
         return v

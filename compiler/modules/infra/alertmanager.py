@@ -21,7 +21,7 @@ def render_alertmanager(host: Host, model: InfraModel, data: str, b: HostBundle)
     port = int(p["alertmanager_port"])
     d = daemon_of(host, "alertmanager")
     text = to_yaml(alertmanager_config(), HEADER)
-    b.add(FileSpec(ALERTMANAGER_CONF, MODULE, text, "alertmanager", actions=[reload(d.unit)]))
+    b.add(FileSpec(ALERTMANAGER_CONF, MODULE, text, "yaml", actions=[reload(d.unit)]))
     store = f"{data}/alertmanager"
     flags = [
         f"--config.file={ALERTMANAGER_CONF}",

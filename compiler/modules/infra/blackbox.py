@@ -19,7 +19,7 @@ def render_blackbox(host: Host, b: HostBundle) -> None:
     p = host.params
     port = int(p["blackbox_port"])
     d = daemon_of(host, "blackbox")
-    b.add(FileSpec(BLACKBOX_CONF, MODULE, to_yaml(blackbox_config(), HEADER), "blackbox", actions=[reload(d.unit)]))
+    b.add(FileSpec(BLACKBOX_CONF, MODULE, to_yaml(blackbox_config(), HEADER), "yaml", actions=[reload(d.unit)]))
     flags = [f"--config.file={BLACKBOX_CONF}", f"--web.listen-address=:{port}"]
     options = p.get("blackbox_options") or ""
     health = f"http://{host.ip}:{port}/-/healthy"

@@ -33,7 +33,7 @@ def render_grafana(host: Host, model: InfraModel, b: HostBundle) -> None:
             GRAFANA_DATASOURCES,
             MODULE,
             sources,
-            "grafana-datasources",
+            "yaml",
             group=group,
             mode="0640",
             actions=restart_grafana,

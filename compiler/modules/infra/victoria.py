@@ -25,7 +25,7 @@ def render_targets(host: Host, model: InfraModel, b: HostBundle) -> None:
     if not host.params.get("vmetrics_enabled"):
         return
     for path, tf in sorted(model.fanin.targets.items()):
-        b.add(FileSpec(path, MODULE, tf.text, "prometheus-targets"))
+        b.add(FileSpec(path, MODULE, tf.text, "yaml"))
     jobs = model.fanin.jobs()
     b.directories.add(Directory(TARGETS_DIR))
     for job in sorted(jobs):
@@ -37,7 +37,7 @@ def render_victoria(host: Host, model: InfraModel, data: str, b: HostBundle) -> 
     if p.get("vmetrics_enabled"):
         d = daemon_of(host, "vmetrics")
         text = to_yaml(scrape_config(host, model), HEADER)
-        b.add(FileSpec(SCRAPE_CONFIG, MODULE, text, "prometheus", actions=[reload(d.unit)]))
+        b.add(FileSpec(SCRAPE_CONFIG, MODULE, text, "yaml", actions=[reload(d.unit)]))
         b.check("promtool", SCRAPE_CONFIG, TARGETS_DIR, where="build")
         b.check("vmagent", SCRAPE_CONFIG)
         _database(host, "vmetrics", data, b, [f"-promscrape.config={SCRAPE_CONFIG}"])
@@ -88,7 +88,7 @@ def _vmalert(host: Host, model: InfraModel, b: HostBundle) -> None:
     d = daemon_of(host, "vmalert")
     for name, groups in sorted(alert_rules().items()):
         text = to_yaml({"groups": groups}, HEADER)
-        b.add(FileSpec(f"{RULES_DIR}/{name}.yml", MODULE, text, "prometheus-rules", actions=[reload(d.unit)]))
+        b.add(FileSpec(f"{RULES_DIR}/{name}.yml", MODULE, text, "yaml", actions=[reload(d.unit)]))
     b.directories.add(Directory(RULES_DIR))
     b.check("promtool", RULES_DIR, where="build")
     b.check("vmalert", RULES_DIR)

@@ -50,7 +50,7 @@ def render_pg_hba(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster
             p["pg_hba_file"],
             MODULE,
             text,
-            "pg_hba",
+            "hba",
             owner=dbsu,
             group=dbsu,
             mode="0600",
