@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INV ?= pigsty.yml
 HOST ?=
 
-.PHONY: build check diff test unit lint lint-code outputs-check bench clean venv testbed testbed-down apply e2e
+.PHONY: build check diff test system-packages unit lint lint-code lint-imports outputs-check bench clean venv testbed testbed-down apply e2e
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,14 @@ check: $(VENV)/.installed
 diff: $(VENV)/.installed
 	$(STY) diff -i $(INV)
 
-# the whole suite: code style, committed outputs up to date, real programs judging every bundle,
-# unit tests, real-program tests and the end-to-end testbed run
-test: $(VENV)/.installed lint-code outputs-check lint
+# the whole suite: the Debian packages it needs, code style and layers, committed outputs up to date, real
+# programs judging every bundle, unit tests, real-program tests and the end-to-end testbed run
+test: system-packages $(VENV)/.installed lint-code outputs-check lint
 	$(PY) -m pytest -q --ignore=tests/test_lint.py
+
+# the real programs that judge the generated files, and the testbed's tools (Debian 12; installs what is missing)
+system-packages:
+	.ci/packages
 
 # real programs judge every bundle: outputs/ and every Pigsty example inventory (needs root)
 lint: $(VENV)/.installed
@@ -41,9 +45,14 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"
 
-lint-code: $(VENV)/.installed
+lint-code: $(VENV)/.installed lint-imports
 	$(VENV)/bin/ruff check sty compiler apply tests setup.py
 	$(VENV)/bin/ruff format --check sty compiler apply tests setup.py
+
+# the layers (docs/architecture.md), judged by import-linter on the package as it installs
+lint-imports: $(VENV)/.installed
+	@rm -rf build/imports && $(VENV)/bin/pip install --quiet --no-deps --target build/imports . 2>/dev/null
+	cd build/imports && PYTHONPATH=. ../../$(VENV)/bin/lint-imports --no-cache --config ../../pyproject.toml
 
 # committed outputs/ must be exactly what a build of the shipped inventory produces
 outputs-check: $(VENV)/.installed

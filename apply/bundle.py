@@ -10,6 +10,7 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sty.contract.exits import UsageError
 from sty.contract.formats import SecretError, substitute
 from sty.contract.manifest import FileEntry, Manifest, ManifestError, discover, read_manifest
 from sty.contract.targets import select
@@ -96,8 +97,8 @@ def select_hosts(outdir: Path, target: str | None) -> list[str]:
     for ip in bundle_hosts(outdir):
         try:
             index[ip] = read_manifest(outdir / f"{ip}.yml")[0].target_names()
-        except ManifestError as exc:
-            raise ApplyError(str(exc)) from None
+        except ManifestError as exc:  # invalid input, like a bad inventory: exit 2
+            raise UsageError(str(exc)) from None
     if not index:
-        raise ApplyError(f"{outdir}: no host bundles (<ip>.yml beside <ip>/); run sty build first")
+        raise UsageError(f"{outdir}: no host bundles (<ip>.yml beside <ip>/); run sty build first")
     return select(index, target, f"the bundles in {outdir}")

@@ -57,6 +57,22 @@ class Platform:
     grafana_user: str
     pgbackrest_block_is_beta: bool = False  # the distribution's pgBackRest (2.45 on Debian 12) gates repo-block
 
+    def program_packages(self) -> dict[str, str]:
+        """Program path -> the package that brings it, for the programs the units of this platform run
+        (the systemd checker tells a missing program of this machine from one of another platform)."""
+        return {
+            self.haproxy_bin: "haproxy",
+            self.etcd_bin: self.etcd_packages[0],
+            self.patroni_bin: self.patroni_packages[0],
+            self.pgbouncer_bin: "pgbouncer",
+            self.node_exporter_bin: self.node_exporter_package,
+        }
+
+
+def program_packages() -> dict[str, dict[str, str]]:
+    """Platform name -> program path -> package, for the checkers (handed over by the command line)."""
+    return {name: plat.program_packages() for name, plat in PLATFORMS.items()}
+
 
 PLATFORMS: dict[str, Platform] = {
     "debian12": Platform(

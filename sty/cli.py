@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -346,8 +348,11 @@ def facts(outdir, host, facts_dir, ssh_config):
 def lint(outdir, target, jobs, verbose):
     """Judge every host bundle with the real programs, each host in a private network namespace (root).
     Exit 3 when a check fails."""
+    from sty.apply.checks.systemd import PLATFORM_ENV
     from sty.apply.lint import run as run_lint
+    from sty.compiler.platform import program_packages
 
+    os.environ[PLATFORM_ENV] = json.dumps(program_packages())  # the checkers' view of the platform table
     try:
         code = run_lint(Path(outdir), target, jobs=jobs, verbose=verbose, echo=lambda s: click.echo(s, nl=False))
     except UsageError as exc:

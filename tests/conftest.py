@@ -22,6 +22,19 @@ STY_BIN = ROOT / ".venv" / "bin" / "sty"
 _SHIPPED_DATA: dict[str, Any] | None = None
 
 
+def _hand_platforms_to_checkers() -> None:
+    """What `sty lint` does: give the checkers (which do not import the compiler) its platform table."""
+    import json
+
+    from sty.apply.checks.systemd import PLATFORM_ENV
+    from sty.compiler.platform import program_packages
+
+    os.environ.setdefault(PLATFORM_ENV, json.dumps(program_packages()))
+
+
+_hand_platforms_to_checkers()
+
+
 def shipped_inventory() -> dict[str, Any]:
     """A fresh deep copy of /work/main/pigsty.yml (parsed once per session)."""
     global _SHIPPED_DATA

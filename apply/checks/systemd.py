@@ -39,22 +39,15 @@ def unit_binaries(text: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+PLATFORM_ENV = "STY_PLATFORM_PROGRAMS"  # JSON {platform: {program path: package}}, set by `sty lint`
+
+
 def platform_programs(platform: str) -> dict[str, str]:
-    """Program path -> package, for the programs sty's platform table names for `platform`."""
-    try:
-        from sty.compiler.platform import PLATFORMS
-    except ImportError:  # the apply stage without the compiler: no platform knowledge
-        return {}
-    plat = PLATFORMS.get(platform)
-    if plat is None:
-        return {}
-    return {
-        plat.haproxy_bin: "haproxy",
-        plat.etcd_bin: plat.etcd_packages[0],
-        plat.patroni_bin: plat.patroni_packages[0],
-        plat.pgbouncer_bin: "pgbouncer",
-        plat.node_exporter_bin: plat.node_exporter_package,
-    }
+    """Program path -> package of the programs `platform`'s units run, as the compiler's platform table
+    says; the command line hands the table over (the apply stage does not import the compiler). Without
+    it (on a host, during apply) there is no platform knowledge and missing programs are judged by name."""
+    table = json.loads(os.environ.get(PLATFORM_ENV) or "{}")
+    return dict(table.get(platform) or {})
 
 
 _BASE: list[Path] = []
