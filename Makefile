@@ -51,7 +51,7 @@ lint-code: $(VENV)/.installed lint-imports
 
 # the layers (docs/architecture.md), judged by import-linter on the package as it installs
 lint-imports: $(VENV)/.installed
-	@rm -rf build/imports && $(VENV)/bin/pip install --quiet --no-deps --target build/imports . 2>/dev/null
+	@rm -rf build/imports build/lib build/bdist.* && $(VENV)/bin/pip install --quiet --no-deps --target build/imports . 2>/dev/null
 	cd build/imports && PYTHONPATH=. ../../$(VENV)/bin/lint-imports --no-cache --config ../../pyproject.toml
 
 # committed outputs/ must be exactly what a build of the shipped inventory produces

@@ -8,7 +8,7 @@ from sty.contract.manifest import Facts, FileEntry, Manifest, Ssh
 
 from .bundle import HostBundle
 from .model import Host
-from .modules import ORDER
+from .modules import module_order
 from .render import HEADER, to_yaml
 
 
@@ -51,7 +51,7 @@ def manifest(host: Host, bundle: HostBundle) -> Manifest:
         files=files,
         checks=list(bundle.checks),
         certificates=list(bundle.certificates),
-        phases=list(ORDER),
+        phases=list(module_order()),
     )
 
 

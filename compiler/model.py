@@ -1,7 +1,8 @@
 """The fleet model: typed hosts with their effective parameters, facts and module memberships.
 
 Module-specific structure (PostgreSQL clusters, etcd members ...) is derived by each fleet
-module and stored in `Fleet.derived[module]`, so the core never needs to know a module's shape.
+module and stored in `Fleet.derived[module]`, so the core never needs to know a module's shape;
+what modules offer each other is published on `Fleet.board` (compiler/contrib.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .contrib import Board
 from .errors import Report, join_path
 from .loader import Inventory
 from .platform import PLATFORMS, Platform
@@ -63,7 +65,8 @@ class Fleet:
     inventory: Inventory
     registry: Registry
     hosts: dict[str, Host]
-    derived: dict[str, Any] = field(default_factory=dict)
+    derived: dict[str, Any] = field(default_factory=dict)  # module -> its model (no other module reads it)
+    board: Board = field(default_factory=Board)  # the records modules publish for each other
 
     def group_hosts(self, name: str) -> list[Host]:
         group = self.inventory.groups.get(name)

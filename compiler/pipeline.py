@@ -1,7 +1,7 @@
 """The build pipeline: load → resolve → validate → model → render, in one process.
 
 `compile_fleet` does everything that needs the whole inventory (validation, cross-host rules,
-module models) once; `render_host` turns one host into its bundle.
+module models, the records modules publish for each other) once; `render_host` turns one host into its bundle.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 from sty.contract.targets import select
 
 from .bundle import HostBundle
+from .contrib import check_listeners
 from .errors import InventoryError, Report
 from .loader import parse_inventory, read_yaml
 from .model import Fleet, Host, build_hosts
-from .modules import ORDER, all_modules
+from .modules import all_modules
 from .render import RenderError
 from .schema import registry
 from .secrets import PUBLISHED_DEFAULTS, load_overrides, pick
@@ -52,12 +53,14 @@ def compile_fleet(inventory: str | Path, facts_dir: str | Path | None = None, st
     facts_path = Path(facts_dir) if facts_dir else inventory.parent / "facts"
     hosts = build_hosts(inv, reg, facts_path if facts_path.is_dir() else None, report)
     fleet = Fleet(inventory=inv, registry=reg, hosts=hosts)
-    modules = all_modules()
+    modules = all_modules()  # in phase order
     for host in hosts.values():
-        member = {m.name for m in modules if m.is_member(host, fleet)}
-        host.modules = [m for m in ORDER if m in member]
-    for module in modules:
+        host.modules = [m.name for m in modules if m.is_member(host, fleet)]
+    for module in modules:  # each publishes its records; reads those of earlier phases (compiler/module.py)
         module.derive(fleet, report)
+    check_listeners(fleet.board, report)
+    for module in modules:
+        module.review(fleet, report)
     _warn_default_secrets(fleet, overrides, report)
     if strict:
         report.strict()

@@ -1,7 +1,9 @@
 """Jinja2 for text formats, serialisers for data formats.
 
 Text templates use StrictUndefined so a missing value is a bug, not an empty string, and every
-value inserted into a text format passes through a filter that quotes it or refuses it.
+value inserted into a text format passes through a filter that quotes it or refuses it. Each template
+declares its format on its first line (`{# format: sql #}`); the filters that may quote a value in it are
+that format's `filters` (sty.contract.formats), which tests/test_formats.py holds every expression to.
 YAML and JSON are never templated: they are dumped from data.
 """
 
@@ -9,12 +11,19 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from functools import cache
 from typing import Any
 
+import jinja2
 import yaml
+from jinja2.runtime import Context
+
+from sty.contract.formats import get_format
 
 from .paths import TEMPLATES
+
+pass_context = jinja2.pass_context
 
 
 class RenderError(Exception):
@@ -46,9 +55,14 @@ def comment(value: Any) -> str:
 
 
 def dquote(value: Any) -> str:
-    """Double-quoted string with backslash escapes (haproxy, pgbouncer auth_file, systemd)."""
+    """Double-quoted string with backslash escapes (redis, nginx)."""
     text = one_line(value)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def dquote_doubled(value: Any) -> str:
+    """Double-quoted string in which a quote is doubled and a backslash is literal (pgbouncer's auth_file)."""
+    return '"' + one_line(value).replace('"', '""') + '"'
 
 
 def env_quote(value: Any) -> str:
@@ -63,10 +77,120 @@ def squote(value: Any) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-@cache
-def environment():
-    import jinja2
+def shell_quote(value: Any) -> str:
+    """One shell word, single-quoted when it needs to be (a line break is refused: scripts are line-based)."""
+    return shlex.quote(one_line(value))
 
+
+def strict_int(value: Any) -> int:
+    """An integer, or a refusal: Jinja's own `int` turns `"80; x"` into 0, which would hide a bad value."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        return int(value)
+    raise RenderError(f"value {str(value)[:40]!r} is not an integer")
+
+
+def heredoc(value: Any, delimiter: str) -> str:
+    """The body of a quoted shell here-document (`<<'DELIM'`), taken verbatim by the shell: refused if one of
+    its lines would end the document early."""
+    text = str(value)
+    if "\x00" in text or any(line.strip() == delimiter for line in text.splitlines()):
+        raise RenderError(f"a value holds a NUL or a line {delimiter}, which would end its here-document")
+    return text
+
+
+# --------------------------------------------------------------------------------------------------
+# SQL (format `sql`): identifiers, literals, setting names, keywords, dollar-quoted bodies
+# --------------------------------------------------------------------------------------------------
+
+# a GUC name as ALTER ROLE/DATABASE SET and postgresql.conf take it (custom ones carry one dot)
+GUC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+# SQL keywords as the templates insert them (GRANT, SELECT, UPDATE, TABLES, admin_option, WAL_LOG ...)
+SQL_KEYWORDS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(,? [A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def sql_ident(name: Any) -> str:
+    """A double-quoted SQL identifier (embedded quotes doubled)."""
+    return '"' + one_line(name).replace('"', '""') + '"'
+
+
+def sql_literal(value: Any) -> str:
+    """A single-quoted SQL literal for standard_conforming_strings = on (embedded quotes doubled)."""
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    return "'" + one_line(value).replace("'", "''") + "'"
+
+
+def sql_guc(name: Any) -> str:
+    """A setting name, refused unless it is one."""
+    if not GUC_NAME.match(str(name)):
+        raise RenderError(f"{name!r} is not a setting name")
+    return str(name)
+
+
+def sql_keyword(value: Any) -> str:
+    """One or more SQL keywords (`GRANT`, `SELECT, UPDATE`): words only, so no quote, `;` or comment fits."""
+    if not SQL_KEYWORDS.match(str(value)):
+        raise RenderError(f"{str(value)[:40]!r} is not a SQL keyword")
+    return str(value)
+
+
+def sql_dollar(body: str, tag: str = "$sty$") -> str:
+    """A dollar-quoted block body, refused if it could end the quote early."""
+    if tag in body:
+        raise RenderError(f"a value contains {tag}")
+    return f"{tag}\n{body}{tag}"
+
+
+SQL_QUOTING = {"ident": sql_ident, "lit": sql_literal, "guc": sql_guc, "dollar": sql_dollar, "keyword": sql_keyword}
+
+
+# --------------------------------------------------------------------------------------------------
+# templates: each declares its format on its first line
+# --------------------------------------------------------------------------------------------------
+
+FORMAT_LINE = re.compile(r"\{# format: ([a-z0-9-]+) #\}\n")
+FRAGMENT_LINE = "{# fragment"  # its output may be inserted into another template of its format (`| fragment`)
+_FRAGMENTS: set[tuple[str, str]] = set()  # (format, text) of every fragment rendered in this process
+
+
+def declared_format(source: str, name: str) -> str:
+    """The format a template's first line `{# format: NAME #}` declares: which filters quote its values."""
+    m = FORMAT_LINE.match(source)
+    if not m:
+        raise RenderError(f"template {name} does not start with {{# format: NAME #}}")
+    try:
+        get_format(m.group(1))  # the closed set
+    except ValueError as e:
+        raise RenderError(f"template {name}: {e}") from None
+    return m.group(1)
+
+
+@cache
+def template_format(name: str) -> tuple[str, bool]:
+    """(declared format, whether it is a fragment) of a template of the templates folder."""
+    env = environment()
+    source = env.loader.get_source(env, name)[0]
+    second = source.split("\n", 2)[1] if source.count("\n") >= 2 else ""
+    return declared_format(source, name), second.startswith(FRAGMENT_LINE)
+
+
+@pass_context
+def fragment(context: Context, value: Any) -> str:
+    """Text a fragment template of this template's format rendered (its own values quoted by that format's
+    filters, which the template test checks), inserted verbatim; any other text is refused."""
+    text = str(value)
+    fmt = template_format(context.name)[0] if context.name else None
+    if (fmt, text.rstrip("\n")) not in _FRAGMENTS:
+        raise RenderError(f"{text[:40]!r} was not rendered by a {fmt} fragment template")
+    return text
+
+
+@cache
+def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
@@ -75,12 +199,31 @@ def environment():
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.filters.update(line=one_line, token=token, comment=comment, dquote=dquote, squote=squote, env_quote=env_quote)
+    env.filters.update(
+        line=one_line,
+        token=token,
+        comment=comment,
+        dquote=dquote,
+        dquote_doubled=dquote_doubled,
+        squote=squote,
+        env_quote=env_quote,
+        shell_quote=shell_quote,
+        int=strict_int,
+        heredoc=heredoc,
+        fragment=fragment,
+        **SQL_QUOTING,
+    )
+    env.globals.update(SQL_QUOTING)  # the SQL templates call them: `lit('DROP ROLE ' ~ ident(name))`
     return env
 
 
 def render(template: str, **context: Any) -> str:
-    return environment().get_template(template).render(**context)
+    """The template rendered; it must declare its format (the comment line renders to nothing)."""
+    fmt, is_fragment = template_format(template)
+    text = environment().get_template(template).render(**context)
+    if is_fragment:
+        _FRAGMENTS.add((fmt, text.rstrip("\n")))
+    return text
 
 
 _STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"

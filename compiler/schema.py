@@ -15,8 +15,6 @@ from typing import Any
 
 from .paths import SCHEMAS
 
-MODULES = ("node", "infra", "etcd", "pgsql", "redis", "minio")
-
 
 @dataclass
 class ParamSpec:
@@ -115,9 +113,15 @@ def registry() -> Registry:
 
 
 def _load() -> Registry:
+    # the registered fleet modules name the schemas (imported here: the modules import this file's users)
+    from .modules import module_order
+
     reg = Registry()
-    for module in MODULES:
-        doc = json.loads((SCHEMAS / f"{module}.json").read_text(encoding="utf-8"))
+    for module in module_order():
+        path = SCHEMAS / f"{module}.json"
+        if not path.exists():  # a module without parameters of its own
+            continue
+        doc = json.loads(path.read_text(encoding="utf-8"))
         reg.documents[module] = doc
         defs = doc.get("$defs", {})
         for name, prop in doc.get("properties", {}).items():

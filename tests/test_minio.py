@@ -50,13 +50,13 @@ def single_inventory(**extra: Any) -> dict[str, Any]:
 
 
 def env(text: str) -> dict[str, str]:
-    """`NAME='value'` lines of an environment file."""
+    """`NAME="value"` lines of an environment file (the one env quoting: \\, ", $ and ` backslash-escaped)."""
     out = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
             name, value = line.split("=", 1)
-            assert value.startswith("'") and value.endswith("'"), line
-            out[name] = value[1:-1]
+            assert value.startswith('"') and value.endswith('"'), line
+            out[name] = re.sub(r'\\([\\"$`])', r"\1", value[1:-1])
     return out
 
 
@@ -437,12 +437,12 @@ def test_minio_env_accepts_every_member(bundles):
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("'<<secret:minio/minio_secret_key>>'", "'short'", "MINIO_ROOT_PASSWORD must be >= 8 chars"),
-        ("MINIO_ROOT_USER='minioadmin'", "MINIO_ROOT_USER='mi'", "MINIO_ROOT_USER must be >= 3 chars"),
-        ("MINIO_DOMAIN='sss.pigsty'", "MINIO_DOMAIN='sss.pigsty", "unexpected EOF while looking for matching"),
-        ("/data{1...4}'", "/data{1..4}'", "malformed ellipsis"),
+        ('"<<secret:minio/minio_secret_key>>"', '"short"', "MINIO_ROOT_PASSWORD must be >= 8 chars"),
+        ('MINIO_ROOT_USER="minioadmin"', 'MINIO_ROOT_USER="mi"', "MINIO_ROOT_USER must be >= 3 chars"),
+        ('MINIO_DOMAIN="sss.pigsty"', 'MINIO_DOMAIN="sss.pigsty', "unexpected EOF while looking for matching"),
+        ('/data{1...4}"', '/data{1..4}"', "malformed ellipsis"),
         ("minio-{1...4}.pigsty:9000/data{1...4}", "minio-{1...17}.pigsty:9000/data1", "endpoints provided (17)"),
-        ("MINIO_ROOT_USER='minioadmin'\n", "", "MINIO_ROOT_USER is not set"),
+        ('MINIO_ROOT_USER="minioadmin"\n', "", "MINIO_ROOT_USER is not set"),
     ],
 )
 def test_minio_env_rejects_broken_files(bundles, tmp_path, old, new, message):

@@ -25,6 +25,8 @@ MAX_FUNCTION_LINES = 80
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    for stale in [ROOT / "build" / "lib", *(ROOT / "build").glob("bdist.*")]:  # setuptools' in-tree cache keeps
+        shutil.rmtree(stale, ignore_errors=True)  # files deleted from the sources; a wheel must not carry them
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
         capture_output=True,

@@ -241,18 +241,18 @@ def test_exporter_environment_files_and_units(shipped):
     tree = trees[PRIMARY]
     env = tree["/etc/default/pg_exporter"]
     assert (
-        "PG_EXPORTER_URL='postgres://dbuser_monitor:<<secret:pg-test/pg_monitor_password/urlencoded>>"
-        "@:5432/postgres?host=/var/run/postgresql&sslmode=disable'"
+        'PG_EXPORTER_URL="postgres://dbuser_monitor:<<secret:pg-test/pg_monitor_password/urlencoded>>'
+        '@:5432/postgres?host=/var/run/postgresql&sslmode=disable"'
     ) in env
-    assert "PG_EXPORTER_OPTS='--web.listen-address=:9630 --log.level=info'" in env
-    assert "PG_EXPORTER_EXCLUDE_DATABASE='template0,template1,postgres'" in env
-    assert "PG_EXPORTER_AUTO_DISCOVERY='true'" in env and "PG_EXPORTER_CONNECT_TIMEOUT='200'" in env
+    assert 'PG_EXPORTER_OPTS="--web.listen-address=:9630 --log.level=info"' in env
+    assert 'PG_EXPORTER_EXCLUDE_DATABASE="template0,template1,postgres"' in env
+    assert 'PG_EXPORTER_AUTO_DISCOVERY="true"' in env and 'PG_EXPORTER_CONNECT_TIMEOUT="200"' in env
     pgb = tree["/etc/default/pgbouncer_exporter"]
-    assert "@:6432/pgbouncer?host=/var/run/postgresql&sslmode=disable'" in pgb
-    assert "PG_EXPORTER_OPTS='--web.listen-address=:9631 --log.level=info'" in pgb
+    assert '@:6432/pgbouncer?host=/var/run/postgresql&sslmode=disable"' in pgb
+    assert 'PG_EXPORTER_OPTS="--web.listen-address=:9631 --log.level=info"' in pgb
     assert tree["/etc/default/pgbackrest_exporter"].endswith(
-        "PGBACKREST_EXPORTER_OPTS='--web.listen-address=:9854 --backrest.config=/etc/pgbackrest/pgbackrest.conf "
-        "--collect.interval=120 --log.level=info'\n"
+        'PGBACKREST_EXPORTER_OPTS="--web.listen-address=:9854 --backrest.config=/etc/pgbackrest/pgbackrest.conf '
+        '--collect.interval=120 --log.level=info"\n'
     )
     assert secrets[PRIMARY]["pg-test/pg_monitor_password/urlencoded"] == "DBUser.Monitor"
     for name, binary, var in (
@@ -287,9 +287,9 @@ def test_exporter_urls_encode_the_password_or_are_a_host_secret(variant):
     trees, secrets, _ = variant
     assert secrets[PRIMARY]["pg-test/pg_monitor_password/urlencoded"] == "p%40ss%3Aw%2Frd%25"
     meta = trees[META]["/etc/default/pg_exporter"]
-    assert f"PG_EXPORTER_URL='<<secret:{META}/pg_exporter_url>>'" in meta
+    assert f'PG_EXPORTER_URL="<<secret:{META}/pg_exporter_url>>"' in meta
     assert secrets[META][f"{META}/pg_exporter_url"] == "postgres://dbuser_monitor:Sec@:5432/postgres?sslmode=disable"
-    assert "PG_EXPORTER_OPTS='--web.listen-address=:9630 --log.level=warn'" in meta
+    assert 'PG_EXPORTER_OPTS="--web.listen-address=:9630 --log.level=warn"' in meta
     assert "/etc/default/pgbackrest_exporter" not in trees[META]
     assert 9854 not in {p["port"] for p in manifest(trees[META])["ports"]}
 

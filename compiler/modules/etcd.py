@@ -1,15 +1,19 @@
-"""ETCD: the DCS of the fleet. One cluster per inventory (group `etcd`), members named `<cluster>-<seq>`."""
+"""ETCD: the DCS of the fleet. One cluster per inventory (group `etcd`), members named `<cluster>-<seq>`.
+
+It publishes the cluster as the fleet's `Dcs` (PGSQL's Patroni and vip-manager keep their state in it), a scrape
+target per member and the ports each member binds (compiler/contrib.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..bundle import DAEMON_RELOAD, Directory, FileSpec, HostBundle, OsUser, Port, Unit, restart
+from ..contrib import Dcs, DcsMember, ScrapeTarget, TargetGroup, addr, labels_of, listeners
 from ..errors import Report
+from ..logs import contribute_logs
 from ..model import Fleet, Host
 from ..module import FleetModule
 from ..render import HEADER, render, template_text, to_yaml
-from .node import contribute_logs
 
 
 @dataclass
@@ -24,9 +28,6 @@ class EtcdCluster:
     name: str
     members: list[EtcdMember]
 
-    def client_endpoints(self, scheme: str = "http") -> list[str]:
-        return [f"{m.host.ip}:{m.host.params['etcd_port']}" for m in self.members]
-
 
 def etcd_cluster(fleet: Fleet) -> EtcdCluster | None:
     return fleet.derived.get("etcd")
@@ -34,6 +35,7 @@ def etcd_cluster(fleet: Fleet) -> EtcdCluster | None:
 
 class EtcdModule(FleetModule):
     name = "etcd"
+    phase = 30
 
     def is_member(self, host: Host, fleet: Fleet) -> bool:
         return "etcd" in host.groups
@@ -60,6 +62,21 @@ class EtcdModule(FleetModule):
             members.append(EtcdMember(host, seq, f"{cluster}-{seq}"))
         members.sort(key=lambda m: m.seq)
         fleet.derived["etcd"] = EtcdCluster(cluster, members)
+        self._publish(fleet, fleet.derived["etcd"], hosts)
+
+    def _publish(self, fleet: Fleet, cluster: EtcdCluster, hosts: list[Host]) -> None:
+        """The DCS, a scrape target per member, and the two ports of every etcd host."""
+        board = fleet.board
+        ports = (("etcd_port", "etcd"), ("etcd_peer_port", "etcd peer"))
+        for host in hosts:
+            board.publish(self.name, *listeners(host.ip, self.name, host.params, ports))
+        dcs = []
+        for m in cluster.members:
+            p, ip = m.host.params, m.host.ip
+            dcs.append(DcsMember(m.name, ip, int(p["etcd_port"]), int(p["etcd_peer_port"])))
+            group = TargetGroup((addr(ip, p["etcd_port"]),), labels_of(cluster.name, m.name, ip))
+            board.publish(self.name, ScrapeTarget("etcd", m.name, (group,), ip))
+        board.publish(self.name, Dcs(cluster.name, tuple(dcs)))
 
     def depends_on(self, host: Host, fleet: Fleet) -> list[Host]:
         cluster = etcd_cluster(fleet)

@@ -5,7 +5,8 @@ MINIO_OPTS, root credentials ...). A multi-node cluster names its members `minio
 `${minio_cluster}-${minio_seq}.pigsty`); MINIO_VOLUMES spans them with MinIO's ellipsis notation
 (`https://minio-{1...4}.pigsty:9000/data{1...4}`) and every member resolves every node name through
 `/etc/hosts`. Buckets, policies and users are created by a provisioning script that apply runs on the
-first member (`minio-provision`).
+first member (`minio-provision`). Each member's scrape target and ports, and each cluster's DNS records, are
+published on the board (compiler/contrib.py).
 """
 
 from __future__ import annotations
@@ -17,11 +18,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..bundle import DAEMON_RELOAD, Action, Certificate, Directory, FileSpec, HostBundle, OsUser, Port, Unit, restart
-from ..errors import Report, join_path
+from ..contrib import (
+    DnsName,
+    DnsRecords,
+    Once,
+    ScrapeTarget,
+    TargetGroup,
+    addr,
+    ip_key,
+    is_hostname,
+    labels_of,
+    listeners,
+)
+from ..errors import Problem, Report, join_path
 from ..model import Fleet, Host
 from ..module import FleetModule
 from ..render import RenderError, one_line, render, to_json
-from .pgsql import instance_ports, node_ports
 
 ENV_FILE = "/etc/default/minio"
 UNIT = "minio.service"
@@ -124,11 +136,12 @@ def shell_word(value: Any) -> str:
 
 
 def env_value(value: Any) -> str:
-    """A value as `'...'` in an environment file read by both systemd and bash: literal in both."""
-    text = one_line(value)
-    if "'" in text:
-        raise RenderError(f"value {text[:40]!r} contains a single quote, which an environment file cannot carry")
-    return f"'{text}'"
+    """A value for the environment file, as text (minio.env.j2 quotes it with `env_quote`, the one env quoting,
+    which also escapes the secrets substituted at apply time): refused only if it breaks its line."""
+    text = str(value)
+    if any(c in text for c in "\n\r\x00"):
+        raise RenderError(f"value {text[:40]!r} contains a line break, which an environment file cannot carry")
+    return text
 
 
 def extra_vars(text: str) -> tuple[list[tuple[str, str]], list[str]]:
@@ -206,6 +219,7 @@ def generated_volumes(cluster: MinioCluster) -> str:
 
 class MinioModule(FleetModule):
     name = "minio"
+    phase = 40
 
     def is_member(self, host: Host, fleet: Fleet) -> bool:
         return bool(host.params.raw("minio_cluster"))
@@ -248,6 +262,7 @@ class MinioModule(FleetModule):
                 model.cluster_of[m.host.ip] = cluster
             self._check_cluster(cluster, report)
             self._check_ports(cluster, report)
+        self._publish(fleet, model)
 
     def _check_data(self, p, report: Report) -> bool:
         data = str(p["minio_data"])
@@ -396,21 +411,34 @@ class MinioModule(FleetModule):
         cluster.volumes = generated_volumes(cluster)
 
     def _check_ports(self, cluster: MinioCluster, report: Report) -> None:
+        """The console's port against the API's (the core's rule compares both with other modules' ports)."""
         for m in cluster.members:
-            p = m.host.params
-            taken = dict(node_ports(p))
-            if "pgsql" in m.host.modules:
-                for port, label in instance_ports(p).items():
-                    taken.setdefault(port, label)
-            if "etcd" in m.host.modules:
-                taken.setdefault(p["etcd_port"], "etcd")
-                taken.setdefault(p["etcd_peer_port"], "etcd peer")
-            for key, label in (("minio_port", "minio"), ("minio_admin_port", "minio console")):
-                port = p[key]
-                if port in taken:
-                    report.error(m.host.pp(key), f"{key} {port} clashes with {taken[port]} on {m.host.ip}")
-                else:
-                    taken[port] = label
+            port = m.host.params["minio_admin_port"]
+            if port == m.host.params["minio_port"]:
+                report.error(
+                    m.host.pp("minio_admin_port"), f"minio_admin_port {port} clashes with minio on {m.host.ip}"
+                )
+
+    def _publish(self, fleet: Fleet, model: MinioModel) -> None:
+        """Per member (in address order) its ports and scrape target; per cluster its DNS records, with the
+        names the members register and the problems of those names (reported where the records are served)."""
+        once, dns = Once(), {}
+        for m in sorted(model.member_of.values(), key=lambda m: ip_key(m.host.ip)):
+            p, ip, cls = m.host.params, m.host.ip, model.cluster_of[m.host.ip].name
+            ins, name = f"{cls}-{m.seq}", str(p.get("minio_node"))
+            scheme = {"__scheme__": "https"} if p.get("minio_https") else {}
+            group = TargetGroup((addr(ip, p["minio_port"]),), labels_of(cls, ins, ip, **scheme))
+            ports = listeners(ip, self.name, p, (("minio_port", "minio"), ("minio_admin_port", "minio console")))
+            fleet.board.publish(self.name, ScrapeTarget("minio", ins, (group,), ip), *ports)
+            lines, names, problems = dns.setdefault(cls, ([], [], []))
+            lines.append(f"{ip} {p.get('minio_node') or ins}")
+            names.append(DnsName(name, f"MinIO node {ins}", m.host.path, ip))
+            if once(p, "minio_node") and not is_hostname(name):
+                problems.append(
+                    Problem(p.source("minio_node"), f"the MinIO node name '{name}' is not a valid host name")
+                )
+        for cls, (lines, names, problems) in sorted(dns.items()):
+            fleet.board.publish(self.name, DnsRecords(f"minio-{cls}", tuple(lines), tuple(names), tuple(problems)))
 
     def depends_on(self, host: Host, fleet: Fleet) -> list[Host]:
         cluster = minio_model(fleet).cluster_of.get(host.ip)

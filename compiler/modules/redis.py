@@ -3,7 +3,8 @@
 A redis node (`redis_node` within its cluster) runs one instance per key of `redis_instances`, each named
 `<cluster>-<node>-<port>` with its config `/etc/redis/<name>.conf`, its unit `<name>.service` and its data in
 `<redis_fs_main>/<port>`. One redis_exporter per node scrapes every instance of the node (multi-target
-`/scrape?target=redis://ip:port`, passwords from a JSON password file).
+`/scrape?target=redis://ip:port`, passwords from a JSON password file). Each node publishes its exporter's
+scrape targets and the ports it binds on the board (compiler/contrib.py).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..bundle import DAEMON_RELOAD, Action, Directory, FileSpec, HostBundle, OsUser, Port, Unit, restart
+from ..contrib import Listener, ScrapeTarget, TargetGroup, addr, labels_of
 from ..errors import Report, join_path
+from ..logs import contribute_logs
 from ..model import Fleet, Host
 from ..module import FleetModule
 from ..render import render, template_text, to_json
-from .node import contribute_logs
-from .pgsql import instance_ports, node_ports
 
 MODES = ("standalone", "cluster", "sentinel")
 CLUSTER_CREATE = Action("redis-cluster-create")
@@ -135,29 +136,9 @@ def _save_points(p) -> list[list[int]]:
     return [[int(x) for x in str(s).split()] for s in p.get("redis_rdb_save") or []]
 
 
-def other_listeners(host: Host, fleet: Fleet) -> dict[int, str]:
-    """Ports the host's other modules listen on (for clash checks)."""
-    p = host.params
-    taken = dict(node_ports(p))
-    if "pgsql" in host.modules:
-        for port, label in instance_ports(p).items():
-            taken.setdefault(port, label)
-    pg = fleet.derived.get("pgsql")
-    if pg is not None and p.get("haproxy_enabled"):
-        for cluster in pg.provided_by.get(host.ip, []):
-            for svc in cluster.services:
-                taken.setdefault(svc.port, f"haproxy service {svc.full_name}")
-    if "etcd" in host.modules:
-        taken.setdefault(p["etcd_port"], "etcd")
-        taken.setdefault(p["etcd_peer_port"], "etcd peer")
-    if "minio" in host.modules:
-        taken.setdefault(p["minio_port"], "minio")
-        taken.setdefault(p["minio_admin_port"], "minio console")
-    return taken
-
-
 class RedisModule(FleetModule):
     name = "redis"
+    phase = 60
 
     def is_member(self, host: Host, fleet: Fleet) -> bool:
         return bool(host.params.raw("redis_cluster"))
@@ -229,7 +210,8 @@ class RedisModule(FleetModule):
             elif cluster.mode == "cluster":
                 self._check_native_cluster(cluster, report)
         for node in node_of.values():
-            self._check_ports(node, fleet, report)
+            self._check_ports(node, report)
+            self._publish(node, fleet)
 
     def _check_params(self, host: Host, report: Report) -> None:
         p = host.params
@@ -364,26 +346,50 @@ class RedisModule(FleetModule):
                 f"(3 primaries with {replicas} replica(s) each); {cluster.name} has {have}",
             )
 
-    def _check_ports(self, node: RedisNode, fleet: Fleet, report: Report) -> None:
+    def _check_ports(self, node: RedisNode, report: Report) -> None:
+        """The node's own ports among themselves (the core's rule compares them with other modules' ports)."""
         host = node.host
         p = host.params
-        taken = other_listeners(host, fleet)
-        cluster_mode = p["redis_mode"] == "cluster"
-        for inst in node.instances:
-            ports = [(inst.port, f"redis instance {inst.name}")]
-            if cluster_mode:
-                ports.append((inst.port + CLUSTER_BUS_OFFSET, f"cluster bus of {inst.name}"))
-            for port, label in ports:
-                if port in taken:
-                    report.error(inst.source, f"port {port} ({label}) clashes with {taken[port]} on {host.ip}")
-                elif port > 65535:
-                    report.error(inst.source, f"{label} would need port {port}, above 65535")
-                else:
-                    taken[port] = label
+        taken: dict[int, str] = {}
+        for inst, port, label in self._ports(node):
+            if port in taken:
+                report.error(inst.source, f"port {port} ({label}) clashes with {taken[port]} on {host.ip}")
+            elif port > 65535:
+                report.error(inst.source, f"{label} would need port {port}, above 65535")
+            else:
+                taken[port] = label
         if p.get("redis_exporter_enabled") and node.instances:
             port = p["redis_exporter_port"]
             if port in taken:
                 report.error(host.pp("redis_exporter_port"), f"redis_exporter_port {port} clashes with {taken[port]}")
+
+    @staticmethod
+    def _ports(node: RedisNode) -> list[tuple[RedisInstance, int, str]]:
+        """(instance, port, label) of every instance port and, in cluster mode, its cluster bus port."""
+        out = []
+        for inst in node.instances:
+            out.append((inst, inst.port, f"redis instance {inst.name}"))
+            if node.host.params["redis_mode"] == "cluster":
+                out.append((inst, inst.port + CLUSTER_BUS_OFFSET, f"cluster bus of {inst.name}"))
+        return out
+
+    def _publish(self, node: RedisNode, fleet: Fleet) -> None:
+        """The node's ports, and its exporter's scrape target: one group per instance (multi-target)."""
+        host, p = node.host, node.host.params
+        ports = [Listener(host.ip, port, label, self.name, inst.source) for inst, port, label in self._ports(node)]
+        exporter = p.get("redis_exporter_enabled") and node.instances
+        if exporter:
+            port, param = int(p["redis_exporter_port"]), "redis_exporter_port"
+            ports.append(Listener(host.ip, port, "redis_exporter", self.name, p.source(param), param))
+        fleet.board.publish(self.name, *(x for x in ports if x.port <= 65535))
+        if not p.get("redis_exporter_enabled"):
+            return
+        groups = []
+        for inst in node.instances:
+            labels = labels_of(node.cluster, inst.name, host.ip, __param_target=f"redis://{host.ip}:{inst.port}")
+            groups.append(TargetGroup((addr(host.ip, p["redis_exporter_port"]),), labels))
+        target = ScrapeTarget("redis", f"{node.cluster}-{node.node}", tuple(groups), host.ip)
+        fleet.board.publish(self.name, target)
 
     def depends_on(self, host: Host, fleet: Fleet) -> list[Host]:
         model = redis_model(fleet)

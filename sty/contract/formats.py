@@ -36,8 +36,13 @@ def _one_line(value: str, fmt: str) -> str:
     return value
 
 
+def _haproxy_char(m: re.Match[str]) -> str:
+    c = m.group(0)
+    return "\\" + c if c in " #'\"\\" else f"\\x{ord(c):02x}"  # haproxy reads \t, \xNN; `\<tab>` is no escape
+
+
 def _haproxy(value: str) -> str:  # a bare word: haproxy unescapes backslashes outside quotes
-    return re.sub(r"([\\\s#'\"])", r"\\\1", _one_line(value, "haproxy"))
+    return re.sub(r"[ #'\"\\\x01-\x1f\x7f]", _haproxy_char, _one_line(value, "haproxy"))
 
 
 def _doubled_dquote(value: str) -> str:  # inside "..." where a quote is doubled (pgbouncer auth_file)
@@ -60,27 +65,42 @@ def _sql(value: str) -> str:  # inside '...' (standard_conforming_strings on)
     return _one_line(value, "SQL").replace("'", "''")
 
 
+_GRAFANA_EXPANSION = re.compile(r"\$(__\w+)?\{")  # ${VAR}, $__env{VAR}, $__file{path}, $__vault{...}
+
+
 def _grafana_ini(value: str) -> str:  # a bare value: go-ini takes """...""" verbatim, `#` and `;` included
     if '"""' in value:
         raise SecretError('a value with """ cannot be written into grafana.ini')
+    if _GRAFANA_EXPANSION.search(value):
+        raise SecretError("Grafana expands ${...} and $__name{...} in grafana.ini values: this value would change")
     return '"""' + _one_line(value, "grafana.ini") + '"""'
 
 
-def _keepalived(value: str) -> str:  # a bare word of at most 8 characters (keepalived truncates auth_pass)
-    if len(value) > 8 or re.search(r"[\s#!\"']", value) or not value:
-        raise SecretError("keepalived's auth_pass must be 1 to 8 characters without spaces, quotes, # or !")
+def _keepalived(value: str) -> str:
+    """A bare word of at most 8 characters (keepalived truncates auth_pass). keepalived itself reads `#` and `!`
+    as comments, `{` `}` as blocks (`x}` becomes `x`), `${NAME}` as a variable (`${HOME}` becomes `$`) and a
+    trailing backslash as a line continuation: refused rather than changed."""
+    if len(value) > 8 or re.search(r"[\s#!\"'{}$\\]", value) or not value:
+        raise SecretError(
+            "keepalived's auth_pass must be 1 to 8 characters without spaces, quotes, #, !, braces, $ or backslash"
+        )
     return value
 
 
-def _line_value(fmt: str) -> Callable[[str], str]:
-    """The rest of the line is the value (pgBackRest, htpasswd, a shell here-document line)."""
+def _line_value(fmt: str, trims: bool) -> Callable[[str], str]:
+    """The rest of the line is the value (pgBackRest, htpasswd, a shell here-document line); `trims`: the
+    program strips the spaces around it (pgBackRest), so such a value would change."""
 
     def escape(value: str) -> str:
         _one_line(value, fmt)
-        if value != value.strip():
-            raise SecretError(f"a value with leading or trailing spaces cannot be written into a {fmt} file")
+        if trims and value != value.strip():
+            raise SecretError(
+                f"{fmt} strips the spaces around a value, so a value with leading or trailing ones changes"
+            )
         if fmt == "shell" and value.startswith("STY_"):
-            raise SecretError("a value starting with STY_ could end the provisioning script's here-document")
+            raise SecretError("a value starting with STY_ could end the here-document of a shell script")
+        if fmt == "htpasswd" and ":" in value:
+            raise SecretError("nginx ends the password field of an htpasswd line at ':', so a value with ':' is cut")
         return value
 
     return escape
@@ -106,16 +126,16 @@ FORMATS: dict[str, Format] = {
         Format("systemd", "systemd unit or drop-in", _TEXT | {"dquote"}),
         Format("haproxy", "HAProxy configuration", _TEXT | {"dquote"}, _haproxy),
         Format("nginx", "nginx configuration", _TEXT | {"dquote"}),
-        Format("sql", "SQL script run by psql", _TEXT | {"literal", "ident"}, _sql),
+        Format("sql", "SQL script run by psql", _TEXT | {"lit", "ident", "guc", "dollar", "keyword", "fragment"}, _sql),
         Format("hba", "pg_hba.conf / pgbouncer hba", _TEXT),
         Format("pgbouncer", "pgbouncer ini, database and user option files", _TEXT),
-        Format("pgbouncer-auth", "pgbouncer auth_file", _TEXT | {"dquote"}, _doubled_dquote),
-        Format("pgbackrest", "pgBackRest ini", _TEXT, _line_value("pgbackrest")),
+        Format("pgbouncer-auth", "pgbouncer auth_file", _TEXT | {"dquote_doubled"}, _doubled_dquote),
+        Format("pgbackrest", "pgBackRest ini", _TEXT, _line_value("pgbackrest", trims=True)),
         Format("redis", "redis.conf / sentinel.conf", _TEXT | {"dquote"}, _backslash_dquote),
         Format("grafana-ini", "Grafana's go-ini configuration", _TEXT, _grafana_ini),
         Format("keepalived", "keepalived configuration", _TEXT | {"dquote"}, _keepalived),
-        Format("htpasswd", "nginx basic-auth file (hashes only)", _TEXT, _line_value("htpasswd")),
-        Format("shell", "shell script", _TEXT | {"shell_quote"}, _line_value("shell")),
+        Format("htpasswd", "nginx basic-auth file (hashes only)", _TEXT, _line_value("htpasswd", trims=False)),
+        Format("shell", "shell script", _TEXT | {"shell_quote", "heredoc"}, _line_value("shell", trims=False)),
         Format("hosts", "/etc/hosts lines and dnsmasq host files", _TEXT),
         Format("resolv", "resolv.conf", _TEXT),
         Format("dnsmasq", "dnsmasq configuration", _TEXT),

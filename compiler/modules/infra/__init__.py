@@ -2,10 +2,10 @@
 
 Every INFRA node runs nginx (the portal), VictoriaMetrics / VictoriaLogs / VictoriaTraces, vmalert,
 Alertmanager, the blackbox exporter, Grafana, dnsmasq and serves NTP. Its bundle is a fan-in: besides
-its own services it holds one contribution from every host of the inventory, derived from the fleet
-model (scrape targets, DNS records, HAProxy admin pages, Grafana datasources), so that removing a
-host removes exactly its contributions. `depends_on` therefore returns every host. This file only
-orchestrates; each service has its own file, and `fanin.py` is the one place that reads other modules.
+its own services it holds what every module published on the board for it (scrape targets, DNS records,
+HAProxy admin pages, Grafana datasources: compiler/contrib.py), so that removing a host removes exactly its
+contributions. `depends_on` therefore returns every host. This file only orchestrates; each service has its
+own file, and `fanin.py` is INFRA's boundary with the board.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from ...model import Fleet, Host
 from ...module import FleetModule
 from .alertmanager import render_alertmanager
 from .blackbox import render_blackbox
-from .checks import check_fleet_values, check_nodes, infra_members
+from .checks import check_nodes, infra_members
 from .dns import render_dns
-from .fanin import build_fanin, contribute_nginx_logs
+from .fanin import check_published, contribute_nginx_logs, publish
 from .grafana import render_grafana
-from .model import MODULE, InfraModel, infra_model
+from .model import MODULE, InfraModel, infra_model, read_fanin
 from .nginx import render_nginx
 from .ntp import render_ntp
 from .rules import alert_rules
@@ -29,19 +29,23 @@ from .victoria import render_targets, render_victoria, scrape_config
 
 class InfraModule(FleetModule):
     name = MODULE
+    phase = 20
 
     def is_member(self, host: Host, fleet: Fleet) -> bool:
         return "infra" in host.groups
 
     def derive(self, fleet: Fleet, report: Report) -> None:
         members = infra_members(fleet, report)
-        fleet.derived["infra"] = InfraModel(fleet, members, build_fanin)
-        if members:  # the fan-in is only read by infra nodes
-            check_fleet_values(fleet, report)
+        fleet.derived["infra"] = InfraModel(fleet, members)
         check_nodes(members, report)
+        publish(fleet, members)
+
+    def review(self, fleet: Fleet, report: Report) -> None:
+        if infra_model(fleet).members:  # the fan-in is only read by infra nodes
+            check_published(fleet, report)
 
     def depends_on(self, host: Host, fleet: Fleet) -> list[Host]:
-        # the fan-in: every host contributes targets, DNS records, admin pages or datasources
+        # the fan-in: any host may publish targets, DNS records, admin pages or datasources
         return list(fleet.hosts.values())
 
     def render(self, host: Host, fleet: Fleet, b: HostBundle) -> None:
@@ -71,4 +75,4 @@ class InfraModule(FleetModule):
         render_ntp(host, b)
 
 
-__all__ = ["InfraModule", "infra_model", "build_fanin", "alert_rules", "scrape_config"]
+__all__ = ["InfraModule", "infra_model", "read_fanin", "alert_rules", "scrape_config"]

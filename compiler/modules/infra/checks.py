@@ -1,6 +1,6 @@
-"""INFRA's inventory rules, run by `derive`: unique `infra_seq`s, the infra nodes' own parameters (portal, users,
-DNS records, scrape timing), and the values every other host contributes to the infra nodes (DNS names, VIPs).
-Rendering relies on them: a value rejected here is never rendered.
+"""INFRA's inventory rules, run by `derive`: unique `infra_seq`s and the infra nodes' own parameters (portal,
+users, DNS records, scrape timing). Rendering relies on them: a value rejected here is never rendered. The rules
+on what the other modules publish for the infra nodes (DNS names) are `fanin.check_published`, run by `review`.
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ import re
 
 from ...errors import Report, join_path
 from ...model import Fleet, Host
-from .dns import HOSTNAME, record_problem
-from .fanin import node_cluster_of
-from .model import is_ip, vip_of
+from .dns import record_problem
 from .portal import PATH, portal_entries
 
 _USER = re.compile(r"^[A-Za-z0-9_.@-]+$")
@@ -105,96 +103,3 @@ def _check_scrape_timing(host: Host, report: Report) -> bool:
             f"vmetrics_scrape_interval {p['vmetrics_scrape_interval']}",
         )
     return True
-
-
-class _Once:
-    """Checks a value once per definition: many hosts inherit the same cluster or group variable."""
-
-    def __init__(self) -> None:
-        self.checked: set[tuple[str, ...]] = set()
-
-    def __call__(self, p, *keys: str) -> bool:
-        key = tuple(p.source(k) for k in keys) + keys
-        if key in self.checked:
-            return False
-        self.checked.add(key)
-        return True
-
-
-def check_fleet_values(fleet: Fleet, report: Report) -> None:
-    """Rules on the values other modules' hosts contribute to the INFRA nodes (DNS names, targets)."""
-    once = _Once()
-    dns_names: dict[str, dict[str, str]] = {}  # DNS name -> {what registers it: inventory path}
-    for host in fleet.hosts.values():
-        for name, what, path in _dns_names(host):
-            dns_names.setdefault(name, {}).setdefault(what, path)
-        _check_node_vip(host, once, report)
-        _check_pg_dns(host, once, report)
-        _check_minio_node(host, once, report)
-    for name, sources in sorted(dns_names.items()):
-        if len(sources) > 1:
-            (first, _), (what, path) = list(sources.items())[:2]
-            report.warning(
-                path,
-                f"DNS name {name} is registered for {what} and for {first}: dnsmasq would answer with both addresses",
-            )
-
-
-def _dns_names(host: Host) -> list[tuple[str, str, str]]:
-    """(DNS name, what registers it, inventory path) of the names this host adds to dnsmasq."""
-    p = host.params
-    out = []
-    if p.get("vip_enabled") and p.get("vip_address"):
-        cls = node_cluster_of(host)
-        out.append((f"{cls}{p.get('vip_dns_suffix') or ''}", f"the VIP of node cluster {cls}", p.source("vip_address")))
-    if p.raw("pg_cluster") and p.get("pg_seq") is not None:
-        suffix, cls = str(p.get("pg_dns_suffix") or ""), str(p["pg_cluster"])
-        out.append((f"{cls}-{p['pg_seq']}{suffix}", f"PostgreSQL instance {cls}-{p['pg_seq']}", host.path))
-        if str(p.get("pg_dns_target") or "auto") != "none":
-            out.append((f"{cls}{suffix}", f"PostgreSQL cluster {cls}", p.source("pg_cluster")))
-    if p.raw("minio_cluster") and p.get("minio_seq") is not None:
-        out.append((str(p.get("minio_node")), f"MinIO node {p['minio_cluster']}-{p['minio_seq']}", host.path))
-    return out
-
-
-def _check_node_vip(host: Host, once: _Once, report: Report) -> None:
-    p = host.params
-    if not (p.get("vip_enabled") and p.get("vip_address") and once(p, "vip_address", "vip_dns_suffix")):
-        return
-    if vip_of(p["vip_address"]) is None:
-        report.error(p.source("vip_address"), f"vip_address '{p['vip_address']}' is not an IP address")
-    name = f"{node_cluster_of(host)}{p.get('vip_dns_suffix') or ''}"
-    if not HOSTNAME.match(name):
-        report.error(p.source("vip_dns_suffix"), f"the VIP DNS name '{name}' is not a valid host name")
-
-
-def _check_pg_dns(host: Host, once: _Once, report: Report) -> None:
-    p = host.params
-    if not (p.raw("pg_cluster") and p.get("pg_seq") is not None):
-        return
-    suffix = str(p.get("pg_dns_suffix") or "")
-    names = [f"{p['pg_cluster']}-{p['pg_seq']}{suffix}", f"{p['pg_cluster']}{suffix}"]
-    bad = next((n for n in names if not HOSTNAME.match(n)), None)
-    if bad and once(p, "pg_dns_suffix", "pg_cluster"):
-        report.error(p.source("pg_dns_suffix"), f"the DNS name '{bad}' is not a valid host name")
-    target = str(p.get("pg_dns_target") or "auto")
-    if not once(p, "pg_dns_target", "pg_vip_enabled"):
-        return
-    if target not in ("auto", "primary", "vip", "none") and not is_ip(target):
-        report.error(
-            p.source("pg_dns_target"),
-            f"pg_dns_target '{target}' must be auto, primary, vip, none or an IP address",
-        )
-    elif target == "vip" and not p.get("pg_vip_enabled"):
-        report.error(
-            p.source("pg_dns_target"),
-            f"pg_dns_target is vip but cluster {p['pg_cluster']} has no VIP (pg_vip_enabled is false)",
-        )
-
-
-def _check_minio_node(host: Host, once: _Once, report: Report) -> None:
-    p = host.params
-    if p.raw("minio_cluster") and p.get("minio_seq") is not None and once(p, "minio_node"):
-        name = str(p.get("minio_node"))
-        if not HOSTNAME.match(name):
-            report.error(p.source("minio_node"), f"the MinIO node name '{name}' is not a valid host name")

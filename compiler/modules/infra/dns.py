@@ -1,21 +1,20 @@
 """dnsmasq on the infra nodes: the fleet's DNS names, served from hosts files in `dns_hosts_dir`, one per source
-(the inventory's `dns_records`, and one per node VIP, PostgreSQL cluster and MinIO cluster from the fan-in), so
-that a cluster's records change or disappear as a single file.
+(the inventory's `dns_records`, and one per DNS record group published on the board: a node VIP, a PostgreSQL
+or MinIO cluster ...), so that a cluster's records change or disappear as a single file.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ...bundle import Directory, FileSpec, HostBundle, reload, restart
+from ...contrib import HOSTNAME, is_ip
 from ...model import Host
 from ...render import one_line, render
 from .daemon import add_daemon, daemon_of
-from .model import MODULE, InfraModel, is_ip
+from .model import MODULE, InfraModel
 
 DNSMASQ_CONF = "/etc/dnsmasq.conf"
-HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
 
 
 def render_dns(host: Host, model: InfraModel, b: HostBundle) -> None:

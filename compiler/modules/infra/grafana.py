@@ -1,6 +1,6 @@
 """Grafana on the infra nodes: grafana.ini (served under the portal's home domain when nginx fronts it) and
 provisioned datasources: the Victoria databases of every infra node, so any Grafana sees the whole fleet even
-when one infra node is down, and one PostgreSQL datasource per registered database from the fan-in.
+when one infra node is down, and the datasources the modules published (one per registered PostgreSQL database).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from ...bundle import Directory, FileSpec, HostBundle, Port, Unit, restart
+from ...contrib import Datasource
 from ...model import Host
 from ...render import HEADER, render, to_yaml
 from .model import MODULE, InfraModel
@@ -70,14 +71,14 @@ def _ini(host: Host, b: HostBundle) -> str:
 
 
 def grafana_datasources(host: Host, model: InfraModel, b: HostBundle) -> dict[str, Any]:
-    """vmetrics/vlogs/vtraces of every infra node (this node's vmetrics is the default) and one PostgreSQL
-    datasource per registered database."""
+    """vmetrics/vlogs/vtraces of every infra node (this node's vmetrics is the default) and the published
+    datasources."""
     me = int(host.params["infra_seq"])
     mine = bool(host.params.get("vmetrics_enabled"))
     sources: list[dict[str, Any]] = []
     for m in model.members:
         sources += _victoria_sources(m, is_default=mine and int(m.params["infra_seq"]) == me)
-    sources += [_pg_source(ds, b) for ds in model.fanin.pg_datasources]
+    sources += [_source(ds, b) for ds in model.fanin.datasources]
     return {"apiVersion": 1, "datasources": sources}
 
 
@@ -123,21 +124,23 @@ def _victoria_sources(m: Host, is_default: bool) -> list[dict[str, Any]]:
     return out
 
 
-def _pg_source(ds: dict[str, Any], b: HostBundle) -> dict[str, Any]:
-    """A PostgreSQL datasource; the monitor password stays a secret reference."""
-    password = b.secret(f"{ds['cluster']}/pg_monitor_password", ds["password"])
+def _source(ds: Datasource, b: HostBundle) -> dict[str, Any]:
+    """A published datasource (PostgreSQL: the only kind there is); its password stays a secret reference."""
+    if ds.kind != "postgres":
+        raise RuntimeError(f"datasource {ds.name}: Grafana provisioning knows no kind {ds.kind!r}")
+    password = b.secret(ds.password_secret, ds.password)
     return {
-        "name": ds["name"],
-        "uid": _uid(f"pg-{ds['name']}"),
+        "name": ds.name,
+        "uid": _uid(f"pg-{ds.name}"),
         "type": "postgres",
         "access": "proxy",
-        "url": ds["url"],
-        "user": ds["user"],
+        "url": ds.url,
+        "user": ds.user,
         "editable": True,
         "jsonData": {
-            "database": ds["database"],
+            "database": ds.database,
             "sslmode": "disable",
-            "postgresVersion": min(ds["version"], 15) * 100,
+            "postgresVersion": min(ds.version, 15) * 100,
             "maxOpenConns": 8,
             "maxIdleConns": 2,
             "connMaxLifetime": 14400,

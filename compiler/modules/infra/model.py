@@ -1,17 +1,15 @@
 """The INFRA model: the infra nodes in `infra_seq` order and the fan-in they all share (scrape targets, DNS
-records, HAProxy admin pages, Grafana datasources). Kept free of other modules' code: the fan-in is built by a
-function handed in by the module (see `fanin.py`), so the data shapes here stay stable when the way other
-modules contribute changes.
+records, HAProxy admin pages, Grafana datasources). The fan-in is read from the records every module published
+on the board (compiler/contrib.py), INFRA's own included, so INFRA knows no other module: a module that
+publishes a scrape target is scraped, whoever it is.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
+from ...contrib import Board, Datasource, DnsRecords, HaproxyPage, ScrapeTarget, ip_key
 from ...model import Fleet, Host
 from ...render import HEADER, to_yaml
 
@@ -22,37 +20,22 @@ COMPONENTS = ("vmetrics", "vlogs", "vtraces", "vmalert", "alertmanager", "blackb
 
 
 @dataclass
-class TargetGroup:
-    targets: list[str]
-    labels: dict[str, str]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"labels": dict(sorted(self.labels.items())), "targets": list(self.targets)}
-
-
-@dataclass
 class TargetFile:
-    """One file_sd file `/infra/targets/<job>/<name>.yml`, contributed by `source` (a host or cluster)."""
+    """One file_sd file `/infra/targets/<job>/<name>.yml`: a published scrape target as INFRA writes it."""
 
-    job: str
-    name: str
-    groups: list[TargetGroup]
-    source: str
+    target: ScrapeTarget
+
+    @property
+    def job(self) -> str:
+        return self.target.job
 
     @property
     def path(self) -> str:
-        return f"{TARGETS_DIR}/{self.job}/{self.name}.yml"
+        return f"{TARGETS_DIR}/{self.target.job}/{self.target.name}.yml"
 
     @cached_property
     def text(self) -> str:  # rendered once, shared by every infra node
-        return to_yaml([g.as_dict() for g in self.groups], HEADER)
-
-
-@dataclass
-class HaproxyPage:
-    nodename: str
-    ip: str
-    port: int
+        return to_yaml([g.as_dict() for g in self.target.groups], HEADER)
 
 
 @dataclass
@@ -61,39 +44,48 @@ class FanIn:
 
     targets: dict[str, TargetFile] = field(default_factory=dict)  # path -> file
     dns: dict[str, list[str]] = field(default_factory=dict)  # record file name -> "ip name" lines
-    haproxy: list[HaproxyPage] = field(default_factory=list)
-    pg_datasources: list[dict[str, Any]] = field(default_factory=list)
-    patroni_tls: bool = False  # some Patroni REST API is HTTPS
-    minio_tls: bool = False  # some MinIO serves HTTPS
-
-    def add(self, tf: TargetFile) -> None:
-        if tf.groups:
-            self.targets[tf.path] = tf
+    haproxy: list[HaproxyPage] = field(default_factory=list)  # in address order
+    datasources: list[Datasource] = field(default_factory=list)
 
     def jobs(self) -> set[str]:
         return {t.job for t in self.targets.values()}
 
+    def https_jobs(self) -> set[str]:
+        """The jobs some target of which is scraped over HTTPS: the job trusts the fleet CA."""
+        return {t.job for t in self.targets.values() if t.target.https}
 
-# builds the fan-in from the fleet and the infra nodes (`fanin.build_fanin`): handed to the model rather than
-# imported, so this file depends on no other module
-FanInBuilder = Callable[[Fleet, list[Host]], FanIn]
+
+def read_fanin(board: Board) -> FanIn:
+    """The fan-in from the published records. A target without groups or a DNS record without lines writes no
+    file; two publishers of one file are a programming error (each file has one owner)."""
+    fan = FanIn()
+    for target in board.read(ScrapeTarget):
+        tf = TargetFile(target)
+        if tf.path in fan.targets:
+            raise RuntimeError(f"{tf.path} is published twice: a scrape target file has one publisher")
+        if target.groups:
+            fan.targets[tf.path] = tf
+    for records in board.read(DnsRecords):
+        if records.key in fan.dns:
+            raise RuntimeError(f"DNS records {records.key} are published twice: a hosts file has one publisher")
+        if records.lines:
+            fan.dns[records.key] = list(records.lines)
+    fan.haproxy = sorted(board.read(HaproxyPage), key=lambda page: ip_key(page.ip))
+    fan.datasources = board.read(Datasource)
+    return fan
 
 
 class InfraModel:
-    """The infra nodes (by infra_seq) and the fan-in, built on first use: the models it reads (PGSQL,
-    ETCD ...) are derived after INFRA's own `derive`."""
+    """The infra nodes (by infra_seq) and the fan-in, read on first use: the records it is made of are
+    published by modules deriving after INFRA."""
 
-    def __init__(self, fleet: Fleet, members: list[Host], build: FanInBuilder):
+    def __init__(self, fleet: Fleet, members: list[Host]):
         self.fleet = fleet
         self.members = members
-        self._build = build
-        self._fanin: FanIn | None = None
 
-    @property
+    @cached_property
     def fanin(self) -> FanIn:
-        if self._fanin is None:
-            self._fanin = self._build(self.fleet, self.members)
-        return self._fanin
+        return read_fanin(self.fleet.board)
 
 
 def infra_model(fleet: Fleet) -> InfraModel:
@@ -110,26 +102,3 @@ def infra_components(host: Host) -> list[tuple[str, int]]:
         if p.get(f"{comp}_enabled"):
             out.append((comp, int(p[f"{comp}_port"])))
     return out
-
-
-def addr(ip: str, port: Any) -> str:
-    return f"{ip}:{int(port)}"
-
-
-def labels_of(cls: str, ins: str, ip: str, **extra: str) -> dict[str, str]:
-    return {"cls": str(cls), "ins": str(ins), "ip": str(ip), **extra}
-
-
-def vip_of(cidr: Any) -> str | None:
-    try:
-        return str(ipaddress.ip_interface(str(cidr)).ip)
-    except ValueError:
-        return None
-
-
-def is_ip(text: Any) -> bool:
-    try:
-        ipaddress.ip_address(str(text))
-        return True
-    except ValueError:
-        return False

@@ -1,6 +1,6 @@
 """The Victoria stack on the infra nodes: VictoriaMetrics (which also scrapes: the scrape config and the file_sd
-target files from the fan-in), VictoriaLogs, VictoriaTraces, and vmalert with sty's rule files. Each infra node
-scrapes the whole fleet on its own, so the target files are identical on every infra node.
+target files of the scrape targets the modules published), VictoriaLogs, VictoriaTraces, and vmalert with sty's
+rule files. Each infra node scrapes the whole fleet on its own, so the target files are identical on every one.
 """
 
 from __future__ import annotations
@@ -18,6 +18,16 @@ RULES_DIR = "/infra/rules"
 SCRAPE_CONFIG = "/infra/prometheus.yml"
 # The fleet CA certificate the scrapers trust for HTTPS targets (issued by the CA module).
 CA_CERT = "/etc/pki/ca.crt"
+# The scrape jobs in the order the scrape config lists them, with their metrics path (None: the infra node's
+# exporter_metrics_path). A job some module publishes that is not listed is scraped at /metrics, after these.
+JOBS: tuple[tuple[str, str | None], ...] = (
+    ("infra", "/metrics"),
+    ("node", None),
+    ("etcd", "/metrics"),
+    ("pgsql", None),
+    ("redis", "/scrape"),
+    ("minio", "/minio/v2/metrics/cluster"),
+)
 
 
 def render_targets(host: Host, model: InfraModel, b: HostBundle) -> None:
@@ -117,32 +127,20 @@ def _ping_job(blackbox_port: int) -> dict[str, Any]:
 
 def scrape_config(host: Host, model: InfraModel) -> dict[str, Any]:
     """A Prometheus-compatible scrape config that vmagent 1.79 also accepts (no rule_files, alerting,
-    evaluation_interval or file_sd refresh_interval)."""
+    evaluation_interval or file_sd refresh_interval): one job per published job, those INFRA knows first."""
     p = host.params
     fan = model.fanin
-    jobs = fan.jobs()
-    metrics_path = str(p["exporter_metrics_path"])
+    jobs, https = fan.jobs(), fan.https_jobs()
     configs: list[dict[str, Any]] = []
     if p.get("blackbox_enabled") and "ping" in jobs:
         configs.append(_ping_job(int(p["blackbox_port"])))
-    if "infra" in jobs:
-        configs.append({"job_name": "infra", "metrics_path": "/metrics", "file_sd_configs": _file_sd("infra")})
-    if "node" in jobs:
-        configs.append({"job_name": "node", "metrics_path": metrics_path, "file_sd_configs": _file_sd("node")})
-    if "etcd" in jobs:
-        configs.append({"job_name": "etcd", "metrics_path": "/metrics", "file_sd_configs": _file_sd("etcd")})
-    if "pgsql" in jobs:
-        job: dict[str, Any] = {"job_name": "pgsql", "metrics_path": metrics_path, "file_sd_configs": _file_sd("pgsql")}
-        if fan.patroni_tls:
-            job["tls_config"] = {"ca_file": CA_CERT}
-        configs.append(job)
-    if "redis" in jobs:
-        configs.append({"job_name": "redis", "metrics_path": "/scrape", "file_sd_configs": _file_sd("redis")})
-    if "minio" in jobs:
-        job = {"job_name": "minio", "metrics_path": "/minio/v2/metrics/cluster", "file_sd_configs": _file_sd("minio")}
-        if fan.minio_tls:
-            job["tls_config"] = {"ca_file": CA_CERT}
-        configs.append(job)
+    known = dict(JOBS)
+    for job in [j for j, _ in JOBS if j in jobs] + sorted(jobs - set(known) - {"ping"}):
+        path = known.get(job, "/metrics") or str(p["exporter_metrics_path"])
+        config: dict[str, Any] = {"job_name": job, "metrics_path": path, "file_sd_configs": _file_sd(job)}
+        if job in https:  # some target of the job serves HTTPS with a certificate of the fleet CA
+            config["tls_config"] = {"ca_file": CA_CERT}
+        configs.append(config)
     return {
         "global": {
             "scrape_interval": str(p["vmetrics_scrape_interval"]),

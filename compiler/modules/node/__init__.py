@@ -4,12 +4,15 @@ HAProxy (its main config and admin listener; other modules add conf.d files), th
 L2 VIP with keepalived.
 
 One module per concern; this file holds the `NodeModule` that ties them together and re-exports the
-names other modules and tests import (`contribute_logs`, `node_identity`, the vector composer ...)."""
+names tests import (`node_identity`, the vector composer, and the core's log contract it consumes ...).
+What NODE offers other modules (scrape targets, HAProxy pages, VIP DNS names, its ports) is published on
+the board by `publish`; the log sources they hand to vector arrive through the core's `contribute_logs`."""
 
 from __future__ import annotations
 
 from ...bundle import Directory, HostBundle, OsUser
 from ...errors import Report
+from ...logs import VECTOR_CONFIG, LogSource, contribute_logs, log_sources
 from ...model import Fleet, Host
 from ...module import FleetModule
 from .chrony import render_chrony
@@ -17,20 +20,17 @@ from .exporters import check_node_ports, render_node_exporter
 from .haproxy import check_haproxy_services, render_haproxy
 from .hosts import HOSTS_FILE, compose_lines, render_etc_hosts, render_resolver
 from .identity import MODULE, ip_key, node_identity
+from .publish import publish
 from .tuning import NODE_TUNE, render_sysctl
 from .vector import (
     LOG_FIELD,
-    VECTOR_CONFIG,
     VECTOR_UNIT,
-    LogSource,
     VectorSettings,
     check_log_endpoints,
     check_log_identity,
     compose_vector,
-    contribute_logs,
     log_endpoint_kind,
     log_receivers,
-    log_sources,
     render_vector,
     vrl_string,
 )
@@ -63,6 +63,7 @@ __all__ = [
 
 class NodeModule(FleetModule):
     name = MODULE
+    phase = 10
 
     def is_member(self, host: Host, fleet: Fleet) -> bool:
         return True
@@ -88,6 +89,7 @@ class NodeModule(FleetModule):
         fleet.derived["node"] = clusters
         check_log_endpoints(fleet, report)
         fleet.derived["node_vip"] = derive_vip(fleet, clusters, report)
+        publish(fleet)
 
     def depends_on(self, host: Host, fleet: Fleet) -> list[Host]:
         p = host.params

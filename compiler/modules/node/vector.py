@@ -1,7 +1,7 @@
 """The vector log agent of every node: NODE owns /etc/vector/vector.yaml, composes it from the log
-sources other modules contribute (the contract below) plus the system journal, and ships every source
-to the VictoriaLogs receivers named by vector_log_endpoint. The inventory rules for those endpoints and
-for the `ins`/`cls` fields vector writes live here as well, next to the code that relies on them."""
+sources other modules contribute (the core's contract: compiler/logs.py) plus the system journal, and ships
+every source to the VictoriaLogs receivers named by vector_log_endpoint. The inventory rules for those
+endpoints and for the `ins`/`cls` fields vector writes live here as well, next to the code that relies on them."""
 
 from __future__ import annotations
 
@@ -13,39 +13,18 @@ from urllib.parse import urlsplit
 
 from ...bundle import DAEMON_RELOAD, Contribution, Directory, FileSpec, HostBundle, Port, Unit, reload, restart
 from ...errors import Report, join_path
+from ...logs import VECTOR_CONFIG, log_sources
 from ...model import Fleet, Host
 from ...render import HEADER, render, to_yaml, token
 from .identity import MODULE, ip_key, node_identity
 
-# -- the log source contract ---------------------------------------------------------------------------
-#
-# NODE owns /etc/vector/vector.yaml (serialised from data). Other modules hand in their log sources with
-#
-#     b.contribute(VECTOR_CONFIG, module, key, {
-#         "<log id>": {                     # [a-z][a-z0-9_]*, unique on the host; becomes the `src` field
-#             "job": "pgsql",               # required: the `job` field (node infra etcd pgsql redis minio)
-#             "ins": "pg-test-1",           # optional: `ins` unless the remap sets it (default: nodename)
-#             "cls": "pg-test",             # optional: `cls` unless the remap sets it (default: node_cluster)
-#             "source": {"type": "file", "include": ["/pg/log/postgres/*.csv"]},  # a vector source: file | journald
-#             "remap": "<VRL>",             # optional: parses the raw event (sets .message, ._time, .level ...)
-#         },
-#     })
-#
-# (or `contribute_logs(b, host, module, {...})`, which does nothing where vector_enabled is false), and the
-# composer turns each into a source `<id>_raw` (file sources get `read_from` from vector_read_from,
-# journald sources `since_now`), a remap transform `<id>_logs` (journald fields trimmed, the module's VRL,
-# then job/ip/src and default ins/cls/_time added) and feeds every `*_logs` transform to one http sink per
-# VictoriaLogs receiver (`vector_log_endpoint`). The system journal is one source (`syslog`) that leaves out
-# the units a journald contribution claims with `include_units`, so no line is shipped twice.
-VECTOR_CONFIG = "/etc/vector/vector.yaml"
+# The log-source contract (what other modules contribute to VECTOR_CONFIG, and how each contribution becomes a
+# source and a remap) is the core's: compiler/logs.py.
 VECTOR_UNIT = "/etc/systemd/system/vector.service"
 VECTOR_API = "127.0.0.1:8686"
 VLOGS_INSERT = "/insert/jsonline"  # VictoriaLogs' JSON-lines insert API, as Pigsty ships logs
 VLOGS_DEFAULT_PORT = 9428
-LOG_ID = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 LOG_FIELD = re.compile(r"^[A-Za-z0-9_.:@-]+$")  # values vector's VRL writes (ins, cls): see vrl_string
-LOG_SOURCE_TYPES = ("file", "journald")
-LOG_SPEC_KEYS = frozenset({"job", "ins", "cls", "source", "remap"})
 VLOGS_HEADERS = {
     "VL-Stream-Fields": "job,ins,ip",
     "VL-Msg-Field": "message",
@@ -112,59 +91,6 @@ def log_receivers(host: Host, fleet: Fleet) -> tuple[list[tuple[str, str]], list
             sink = f"{base}_{n}"
         out.append((sink, uri))
     return out, hosts
-
-
-def contribute_logs(b: HostBundle, host: Host, module: str, logs: dict[str, Any]) -> None:
-    """Hand a module's log sources (the contract above) to the host's vector.yaml; nothing when vector is
-    disabled there (a contribution to a file nobody owns would be an error)."""
-    if host.params.get("vector_enabled"):
-        b.contribute(VECTOR_CONFIG, module, module, logs)
-
-
-@dataclass
-class LogSource:
-    """One contributed log source, checked: what the composer turns into a source and a remap."""
-
-    id: str
-    module: str
-    job: str
-    source: dict[str, Any]
-    ins: str | None = None
-    cls: str | None = None
-    remap: str = ""
-
-
-def log_sources(fragments: list[Contribution]) -> dict[str, LogSource]:
-    """The contributed log sources, checked against the contract (violations are programming errors)."""
-    found: dict[str, LogSource] = {}
-    for fragment in fragments:
-        if not isinstance(fragment.data, dict):
-            raise RuntimeError(f"{fragment.module}: a vector contribution maps log ids to log sources")
-        for log_id, spec in fragment.data.items():
-            where = f"{fragment.module}: vector log source {log_id!r}"
-            if not isinstance(log_id, str) or not LOG_ID.match(log_id):
-                raise RuntimeError(f"{where}: a log id matches {LOG_ID.pattern}")
-            if log_id in found:
-                raise RuntimeError(f"{where} is also contributed by {found[log_id].module}")
-            if not isinstance(spec, dict) or set(spec) - LOG_SPEC_KEYS:
-                raise RuntimeError(f"{where}: only the keys {', '.join(sorted(LOG_SPEC_KEYS))} are understood")
-            source = spec.get("source")
-            if not spec.get("job") or not isinstance(source, dict):
-                raise RuntimeError(f"{where}: `job` and `source` are required")
-            if source.get("type") not in LOG_SOURCE_TYPES:
-                raise RuntimeError(f"{where}: source type must be one of {', '.join(LOG_SOURCE_TYPES)}")
-            if source["type"] == "file" and not source.get("include"):
-                raise RuntimeError(f"{where}: a file source needs `include`")
-            found[log_id] = LogSource(
-                log_id,
-                fragment.module,
-                str(spec["job"]),
-                dict(source),
-                spec.get("ins"),
-                spec.get("cls"),
-                str(spec.get("remap") or ""),
-            )
-    return found
 
 
 @dataclass

@@ -8,15 +8,17 @@ renderer per concern. Each concern's files, and the checks that guard them, are 
 `patroni`, `pg_hba` (with the rule engine `hba`), `pgbouncer`, `backup` (pgBackRest), `exporters`, `vip`,
 `crontab`, `provision` (the SQL, checked by `provision_check`, quoted by `sql`), `services` (HAProxy),
 `system` (user, directories, logs, certificate), `ports`, and `tuning` for Pigsty's `pg_conf` formulas.
+What PGSQL offers the other modules (scrape targets, DNS records, datasources, its ports) is published on the
+board by `publish`; the DCS it needs is the `Dcs` record another module (ETCD) publishes in an earlier phase.
 """
 
 from __future__ import annotations
 
 from ...bundle import HostBundle
+from ...contrib import Dcs
 from ...errors import Report
 from ...model import Fleet, Host
 from ...module import FleetModule
-from ..etcd import etcd_cluster
 from .backup import PGBACKREST_SECRET_FIELDS, render_pgbackrest
 from .crontab import render_crontab
 from .exporters import env_quote, exporter_ports, render_exporters
@@ -24,9 +26,10 @@ from .model import MODULE, PgCluster, PgInstance, PgsqlModel, Service, build_mod
 from .patroni import pg_setting, render_patroni
 from .pg_hba import render_pg_hba
 from .pgbouncer import render_pgbouncer
-from .ports import check_listeners, instance_ports, node_ports
+from .ports import check_listeners, instance_ports
 from .provision import render_sql
 from .provision_check import PROVISION_PARAMS, check_provision, parse_default_privilege
+from .publish import publish
 from .rules import CHECKED_PARAMS, check_instance
 from .services import derive_services, render_service, select
 from .sql import guc_values, sql_dollar, sql_guc, sql_ident, sql_literal
@@ -46,7 +49,6 @@ __all__ = [
     "exporter_ports",
     "guc_values",
     "instance_ports",
-    "node_ports",
     "parse_default_privilege",
     "pg_setting",
     "pgsql_model",
@@ -60,6 +62,7 @@ __all__ = [
 
 class PgsqlModule(FleetModule):
     name = MODULE
+    phase = 50  # after the DCS's module: `derive` reads the `Dcs` record
 
     def is_member(self, host: Host, fleet: Fleet) -> bool:
         return bool(host.params.raw("pg_cluster"))
@@ -68,7 +71,7 @@ class PgsqlModule(FleetModule):
     def derive(self, fleet: Fleet, report: Report) -> None:
         model = build_model(fleet, report)
         fleet.derived["pgsql"] = model
-        if model.clusters and etcd_cluster(fleet) is None:
+        if model.clusters and fleet.board.one(Dcs) is None:
             report.error("all.children.etcd", "PostgreSQL clusters need an `etcd` group (the DCS) and there is none")
         checked: set[tuple[str, ...]] = set()
         for cluster in model.clusters.values():
@@ -76,6 +79,7 @@ class PgsqlModule(FleetModule):
             self._check_definitions(cluster, checked, report)
             derive_services(cluster, fleet, model, report)
         check_listeners(fleet, model, report)
+        publish(fleet, model)
 
     @staticmethod
     def _check_definitions(cluster: PgCluster, checked: set[tuple[str, ...]], report: Report) -> None:
@@ -100,9 +104,9 @@ class PgsqlModule(FleetModule):
             deps += [i.host for i in model.clusters[inst.cluster].instances]
         for cluster in model.provided_by.get(host.ip, []):
             deps += [i.host for i in cluster.instances]
-        etcd = etcd_cluster(fleet)
-        if etcd:
-            deps += [m.host for m in etcd.members]
+        dcs = fleet.board.one(Dcs)
+        if dcs:
+            deps += [fleet.hosts[ip] for ip in dcs.hosts]
         deps += [h for h in fleet.hosts.values() if "infra" in h.modules]
         return deps
 

@@ -75,12 +75,15 @@ def check_exporter_options(p, report: Report) -> None:
 
 
 def env_quote(value: Any) -> str:
-    """A single-quoted EnvironmentFile value (taken literally by systemd), refused if it holds a quote,
-    a backslash or a line break."""
-    text = one_line(value)
-    if "'" in text or "\\" in text:
-        raise RenderError(f"value {text[:40]!r} cannot be written into an environment file")
-    return f"'{text}'"
+    """The environment-file quoting every env template uses (render.env_quote: double quotes, `\\ " $ \\``
+    escaped), so a value checked here is written the way the apply stage writes secrets into the same file."""
+    from ...render import env_quote as quote  # the one env quoting; this name stays for its callers
+
+    try:
+        text = one_line(value)
+    except RenderError as e:
+        raise RenderError(f"{e}, which an environment file cannot carry") from None
+    return quote(text)
 
 
 def _opts(port: int, options: str) -> str:

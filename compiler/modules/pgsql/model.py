@@ -1,7 +1,7 @@
 """The PGSQL model: who is an instance of which cluster, with what role, and the services each cluster offers.
 
-Built once by `derive` into `fleet.derived["pgsql"]` so that every renderer, and the modules that scrape or
-depend on PostgreSQL (infra, redis, minio), read the same identities instead of re-reading `pg_*` parameters.
+Built once by `derive` into `fleet.derived["pgsql"]` so that every renderer, and the records PGSQL publishes
+for the other modules (`publish`), read the same identities instead of re-reading `pg_*` parameters.
 The identity rules (cluster name, pg_seq, pg_role, exactly one primary) are checked here, while the model is
 built, because nothing else can be derived from a member whose identity is wrong.
 """

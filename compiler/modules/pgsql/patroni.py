@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...bundle import DAEMON_RELOAD, Action, FileSpec, HostBundle, Port, Unit, restart
+from ...contrib import Dcs
 from ...model import Fleet, Host
 from ...render import HEADER, RenderError, render, to_yaml
-from ..etcd import etcd_cluster
 from . import tuning
 from .backup import archive_parameters, patroni_pgbackrest
 from .model import MODULE, PgCluster, PgInstance
@@ -140,7 +140,7 @@ def patroni_config(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluste
     profile = tuning.profile_name(str(p["pg_conf"]))
     dcs_params, pg_params = parameters(host, cluster, profile)
     sync = profile == "crit" or int(p["pg_rpo"]) == 0
-    etcd = etcd_cluster(fleet)
+    dcs = fleet.board.one(Dcs)  # published by the module that runs the DCS (ETCD)
     superuser: dict[str, Any] = {"username": p["pg_dbsu"]}
     if p.get("pg_dbsu_password"):
         superuser["password"] = b.secret(f"{cluster.name}/pg_dbsu_password", p["pg_dbsu_password"])
@@ -158,7 +158,7 @@ def patroni_config(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluste
             },
         },
         "etcd3": {
-            "hosts": etcd.client_endpoints() if etcd else [],
+            "hosts": dcs.client_endpoints() if dcs else [],
             "protocol": "http",
             "username": cluster.name,
             "password": b.secret(f"{cluster.name}/pg_etcd_password", p.get("pg_etcd_password") or cluster.name),

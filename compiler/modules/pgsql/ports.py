@@ -1,16 +1,17 @@
 """The listening ports of PostgreSQL nodes and HAProxy service providers, and the rules that keep them apart.
 
 Two listeners on one port fail only at start, on one node, long after the build; these checks find the clash
-in the inventory instead. `instance_ports` and `node_ports` are also what the redis and minio modules compare
-their own ports against, so every module sees one list of what a pgsql node already listens on.
+in the inventory instead. The rules here compare PGSQL's own ports; `pgsql_listeners` declares them all on the
+board, where the core's rule (compiler/contrib.py) compares them with the ports of the other modules.
 """
 
 from __future__ import annotations
 
+from ...contrib import Listener
 from ...errors import Report, join_path
 from ...model import Fleet
 from .exporters import exporter_ports
-from .model import PgsqlModel
+from .model import MODULE, PgsqlModel
 
 
 def instance_ports(p) -> dict[int, str]:
@@ -23,26 +24,9 @@ def instance_ports(p) -> dict[int, str]:
     return ports
 
 
-def node_ports(p) -> dict[int, str]:
-    ports: dict[int, str] = {}
-    if p.get("node_exporter_enabled"):
-        ports[p["node_exporter_port"]] = "node_exporter"
-    if p.get("haproxy_enabled"):
-        ports.setdefault(p["haproxy_exporter_port"], "haproxy admin")
-    if p.get("vector_enabled"):
-        ports.setdefault(p["vector_port"], "vector")
-    if p.get("vip_enabled"):
-        ports.setdefault(p["vip_exporter_port"], "keepalived_exporter")
-    for svc in p.get("haproxy_services") or []:
-        if isinstance(svc, dict) and isinstance(svc.get("port"), int):
-            ports.setdefault(svc["port"], f"haproxy service {svc.get('name')}")
-    return ports
-
-
 def check_exporter_ports(p, report: Report) -> None:
-    """An exporter's port against the node's and the instance's other listeners (and the other exporters)."""
-    taken = {port: label for port, label in node_ports(p).items()}
-    taken.setdefault(p["pg_port"], "postgres")
+    """An exporter's port against the instance's other listeners (and the other exporters)."""
+    taken = {p["pg_port"]: "postgres"}
     taken.setdefault(p["patroni_port"], "patroni")
     if p.get("pgbouncer_enabled"):
         taken.setdefault(p["pgbouncer_port"], "pgbouncer")
@@ -63,11 +47,8 @@ def check_listeners(fleet: Fleet, model: PgsqlModel, report: Report) -> None:
                 f"haproxy is disabled on {ip}, so it will not serve the services of {names}",
             )
             continue
-        taken: dict[int, str] = node_ports(host.params)
         inst = model.instance_of.get(ip)
-        if inst:
-            for port, label in instance_ports(host.params).items():
-                taken.setdefault(port, label)
+        taken = instance_ports(host.params) if inst else {}
         for cluster in clusters:
             for svc in cluster.services:
                 if svc.port in taken:
@@ -88,3 +69,22 @@ def _check_instance_listeners(p, report: Report) -> None:
         if port in seen:
             report.error(p.source(key), f"{key} {port} clashes with {seen[port]}")
         seen[port] = label
+
+
+def pgsql_listeners(fleet: Fleet, model: PgsqlModel) -> list[Listener]:
+    """Every instance's ports (PostgreSQL, Patroni, pgbouncer, exporters) and the HAProxy services each provider
+    with haproxy enabled runs, where the inventory sets them."""
+    found: list[Listener] = []
+    for ip in model.instance_of:
+        p = fleet.hosts[ip].params
+        ports = {"pg_port": "postgres", "patroni_port": "patroni"}
+        if p.get("pgbouncer_enabled"):
+            ports["pgbouncer_port"] = "pgbouncer"
+        ports.update({f"{name}_port": name for name in exporter_ports(p)})
+        found += [Listener(ip, int(p[key]), label, MODULE, p.source(key), key) for key, label in ports.items()]
+    for ip, clusters in model.provided_by.items():
+        if fleet.hosts[ip].params.get("haproxy_enabled"):
+            for svc in (svc for cluster in clusters for svc in cluster.services):
+                where = join_path(svc.source, "port")
+                found.append(Listener(ip, svc.port, f"haproxy service {svc.full_name}", MODULE, where))
+    return found

@@ -40,7 +40,7 @@ from ...render import RenderError, render
 from ...secrets import scram_verifier
 from .model import MODULE, PgCluster, PgsqlModel, list_path
 from .provision_check import parse_default_privilege
-from .sql import SQL_FUNCS, extension_sql, guc_values
+from .sql import extension_sql, guc_values
 
 PG_SQL = Action("pg-sql-primary")
 SQL_DIR = "/pg/conf/sql"
@@ -111,7 +111,7 @@ def _sql_files(cluster: PgCluster, p, roles: list[dict[str, Any]], absent: list[
     present = {r["name"] for r in roles}
     admin_role = "dbrole_admin" if "dbrole_admin" in present else None
     databases, drops = _databases(p, present)
-    common = dict(cluster=cluster.name, dbsu=p["pg_dbsu"], **SQL_FUNCS)
+    common = dict(cluster=cluster.name, dbsu=p["pg_dbsu"])
     files = {
         f"{SQL_DIR}/10-roles.sql": render(
             "pgsql/sql/roles.sql.j2",

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...bundle import Certificate, Directory, HostBundle, OsUser
+from ...logs import contribute_logs
 from ...model import Host
 from ...render import template_text
-from ..node import contribute_logs
 from .model import MODULE, PgCluster, PgInstance
 
 # a log line of PostgreSQL's csvlog (and pgBackRest's) starts with its date; others continue the previous one

@@ -14,10 +14,10 @@ import re
 from typing import Any
 
 from ...bundle import DAEMON_RELOAD, FileSpec, HostBundle, Unit, restart
+from ...contrib import Dcs
 from ...errors import Report
 from ...model import Fleet, Host
 from ...render import HEADER, render, to_yaml
-from ..etcd import etcd_cluster
 from .model import MODULE, PgCluster, PgInstance
 
 IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
@@ -52,7 +52,7 @@ def _interface(host: Host) -> tuple[str, str]:
 def _config(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster, b: HostBundle) -> dict[str, Any]:
     p = host.params
     vip = ipaddress.IPv4Interface(str(p["pg_vip_address"]))
-    etcd = etcd_cluster(fleet)
+    dcs = fleet.board.one(Dcs)
     return {
         "interval": 1000,
         "trigger-key": f"{str(p['pg_namespace']).rstrip('/')}/{cluster.name}/leader",
@@ -61,7 +61,7 @@ def _config(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster, b: H
         "netmask": vip.network.prefixlen,
         "manager-type": "basic",
         "dcs-type": "etcd",
-        "dcs-endpoints": [f"http://{e}" for e in (etcd.client_endpoints() if etcd else [])],
+        "dcs-endpoints": [f"http://{e}" for e in (dcs.client_endpoints() if dcs else [])],
         "etcd-user": cluster.name,
         "etcd-password": b.secret(f"{cluster.name}/pg_etcd_password", p.get("pg_etcd_password") or cluster.name),
         "retry-num": 2,
