@@ -30,6 +30,9 @@ class FleetModule:
     # where the module comes in the fleet's order (lower first): the order `derive` runs in, `host.modules` lists
     # and the apply stage activates in. A module that reads another's records in `derive` needs a higher phase.
     phase: ClassVar[int]
+    # the parameter that names a member's cluster (`pg_cluster`), if the module has clusters: a host is in at most
+    # one cluster per module, and TARGET accepts the cluster's name
+    cluster_key: ClassVar[str | None] = None
 
     def is_member(self, host: Host, fleet: Fleet) -> bool:
         """Does this module run on the host? (Pigsty's rule: a group name or an identity parameter.)"""

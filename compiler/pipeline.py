@@ -21,7 +21,7 @@ from .modules import all_modules
 from .render import RenderError
 from .schema import registry
 from .secrets import PUBLISHED_DEFAULTS, load_overrides, pick
-from .validate import CLUSTER_KEYS, validate_blocks, validate_host_keys, validate_one_cluster_per_module, validate_shape
+from .validate import validate_blocks, validate_host_keys, validate_one_cluster_per_module, validate_shape
 
 
 @dataclass
@@ -45,7 +45,7 @@ def compile_fleet(inventory: str | Path, facts_dir: str | Path | None = None, st
     inv = parse_inventory(data, str(inventory))
     validate_host_keys(inv, report)
     validate_blocks(inv, reg, report)
-    validate_one_cluster_per_module(inv, report)
+    validate_one_cluster_per_module(inv, report, cluster_keys())
     overrides, secrets_digest = load_overrides(inventory, report)
     if report.errors:  # cross-host rules assume well-typed parameters
         raise InventoryError(report)
@@ -114,11 +114,16 @@ def input_digest(host: Host, compiled: Compiled, code: str) -> str:
     return h.hexdigest()
 
 
+def cluster_keys() -> dict[str, str]:
+    """Module -> the parameter naming its clusters, as each module declares it."""
+    return {m.name: m.cluster_key for m in all_modules() if m.cluster_key}
+
+
 def target_index(fleet: Fleet) -> dict[str, set[str]]:
     """Host address -> the group and cluster names it answers to (the TARGET grammar's names)."""
     index: dict[str, set[str]] = {ip: set(host.groups) for ip, host in fleet.hosts.items()}
     for ip, host in fleet.hosts.items():
-        for module, key in CLUSTER_KEYS.items():
+        for module, key in cluster_keys().items():
             if module in host.modules and host.params.raw(key) is not None:
                 index[ip].add(str(host.params.raw(key)))
     for name, members in fleet.derived.get("node", {}).items():

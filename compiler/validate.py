@@ -79,15 +79,12 @@ def validate_host_keys(inv: Inventory, report: Report) -> None:
 
 
 # the identity parameter that names a host's cluster, per module
-CLUSTER_KEYS = {"pgsql": "pg_cluster", "redis": "redis_cluster", "minio": "minio_cluster", "etcd": "etcd_cluster"}
-
-
-def validate_one_cluster_per_module(inv: Inventory, report: Report) -> None:
+def validate_one_cluster_per_module(inv: Inventory, report: Report, cluster_keys: dict[str, str]) -> None:
     """A host belongs to at most one cluster per module: two groups (or declarations) of the same
     host must not name different clusters, which Ansible's precedence would silently resolve."""
     for decl in inv.hosts.values():
         groups = [inv.groups[g].vars for g in decl.groups]
-        for module, key in CLUSTER_KEYS.items():
+        for module, key in cluster_keys.items():
             values: dict[str, str] = {}
             for block in [*groups, *decl.blocks]:
                 if key in block.data:

@@ -36,6 +36,7 @@ def etcd_cluster(fleet: Fleet) -> EtcdCluster | None:
 class EtcdModule(FleetModule):
     name = "etcd"
     phase = 30
+    cluster_key = "etcd_cluster"
 
     def is_member(self, host: Host, fleet: Fleet) -> bool:
         return "etcd" in host.groups

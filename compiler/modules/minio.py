@@ -220,6 +220,7 @@ def generated_volumes(cluster: MinioCluster) -> str:
 class MinioModule(FleetModule):
     name = "minio"
     phase = 40
+    cluster_key = "minio_cluster"
 
     def is_member(self, host: Host, fleet: Fleet) -> bool:
         return bool(host.params.raw("minio_cluster"))

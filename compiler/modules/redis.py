@@ -139,6 +139,7 @@ def _save_points(p) -> list[list[int]]:
 class RedisModule(FleetModule):
     name = "redis"
     phase = 60
+    cluster_key = "redis_cluster"
 
     def is_member(self, host: Host, fleet: Fleet) -> bool:
         return bool(host.params.raw("redis_cluster"))

@@ -63,6 +63,7 @@ __all__ = [
 class PgsqlModule(FleetModule):
     name = MODULE
     phase = 50  # after the DCS's module: `derive` reads the `Dcs` record
+    cluster_key = "pg_cluster"
 
     def is_member(self, host: Host, fleet: Fleet) -> bool:
         return bool(host.params.raw("pg_cluster"))
