@@ -15,10 +15,10 @@ from sty.contract.formats import mask
 from sty.contract.store import read_store
 
 from .bundle import ApplyError, Bundle, select_hosts
-from .remote import AGENT, Host, RemoteError, SshOptions
+from .remote import AGENT, Remote, RemoteError, SshOptions
 
 
-def _live_state(bundle: Bundle, remote: Host) -> tuple[dict, dict]:
+def _live_state(bundle: Bundle, remote: Remote) -> tuple[dict, dict]:
     files = [{"path": f.path, "kind": f.kind} for f in bundle.manifest.files]
     result = remote.run(
         f"python3 -c {shlex.quote(AGENT.read_text())} inspect", stdin=json.dumps({"files": files, "content": True})
@@ -27,7 +27,7 @@ def _live_state(bundle: Bundle, remote: Host) -> tuple[dict, dict]:
     return answer["files"], answer.get("record") or {}
 
 
-def _host_drift(bundle: Bundle, remote: Host, values: dict[str, str]) -> list[str]:
+def _host_drift(bundle: Bundle, remote: Remote, values: dict[str, str]) -> list[str]:
     ip, diffs = bundle.ip, []
     desired = bundle.desired(values)
     live, record = _live_state(bundle, remote)
@@ -71,7 +71,7 @@ def check_drift(outdir: Path, target: str | None, ssh: SshOptions | None = None)
     diffs, errors = [], []
     for ip in select_hosts(outdir, target):
         bundle = Bundle.load(outdir, ip)
-        remote = Host.from_manifest(bundle.manifest, ssh)
+        remote = Remote.from_manifest(bundle.manifest, ssh)
         try:
             diffs += _host_drift(bundle, remote, values)
         except (RemoteError, ApplyError, ValueError, KeyError) as exc:

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from .bundle import Bundle
-from .remote import Host, SshOptions
+from .remote import Remote, SshOptions
 
 # one round trip; the data-disk size is that of the file system holding node_data (/data), else /
 SCRIPT = (
@@ -30,7 +30,7 @@ def parse_facts(output: str) -> dict[str, int]:
 
 def gather(outdir: Path, ip: str, facts_dir: Path, ssh: SshOptions | None = None, data_dir: str = "/data") -> Path:
     bundle = Bundle.load(outdir, ip)
-    remote = Host.from_manifest(bundle.manifest, ssh or SshOptions.from_env())
+    remote = Remote.from_manifest(bundle.manifest, ssh or SshOptions.from_env())
     try:
         out = remote.run(script(data_dir)).stdout
     finally:

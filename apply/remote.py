@@ -62,7 +62,7 @@ class SshOptions:
 
 
 @dataclass
-class Host:
+class Remote:
     """One SSH session to one host, opened on first use."""
 
     address: str
@@ -72,7 +72,7 @@ class Host:
     _conn: Any = field(default=None, repr=False)
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, options: SshOptions) -> Host:
+    def from_manifest(cls, manifest: Manifest, options: SshOptions) -> Remote:
         return cls(manifest.ssh.host, manifest.ssh.port, manifest.ssh.user, options)
 
     @property

@@ -18,16 +18,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sty import contract
 from sty.contract.store import read_store
 
 from . import plan as P
 from .bundle import ApplyError, Bundle, Signer, select_hosts
 from .handlers import action_handler, waves
-from .remote import AGENT, REMOTE_ROOT, Host, RemoteError, SshOptions
+from .remote import AGENT, REMOTE_ROOT, Remote, RemoteError, SshOptions
 
 __all__ = ["ApplyError", "ApplyResult", "Bundle", "HostRun", "Printer", "apply", "select_hosts"]
 
 CHECKS = Path(__file__).with_name("checks")
+CONTRACT = Path(contract.__file__).parent
 # run on the host: the manifest's host/both checks of one module's files, against the staged copies
 HOST_CHECKS = """
 import json, sys
@@ -55,7 +57,7 @@ DEFAULT_HEALTH_TIMEOUT = 60.0
 @dataclass
 class HostRun:
     bundle: Bundle
-    remote: Host
+    remote: Remote
     values: dict[str, str]
     run_id: str
     printer: Printer
@@ -103,6 +105,9 @@ class HostRun:
             (lib / "__init__.py").write_text("")
             for src in sorted(CHECKS.glob("*.py")):
                 (lib / "checks" / src.name).write_bytes(src.read_bytes())
+            (lib.parent / "contract").mkdir()  # the checks read placeholders as the contract defines them
+            for src in sorted(CONTRACT.glob("*.py")):
+                (lib.parent / "contract" / src.name).write_bytes(src.read_bytes())
             (root / "manifest.json").write_text(json.dumps(self.manifest.to_dict(), sort_keys=True))
             self.remote.rsync(root, f"{REMOTE_ROOT}/stage")
         self.remote.run(f"chmod 700 {REMOTE_ROOT} {REMOTE_ROOT}/stage")
@@ -340,7 +345,9 @@ def apply(
     run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{int(time.time() * 1000) % 1000:03d}"
     hosts = select_hosts(outdir, target)
     bundles = {ip: Bundle.load(outdir, ip) for ip in hosts}
-    runs = {ip: HostRun(b, Host.from_manifest(b.manifest, ssh), values, run_id, log, sign) for ip, b in bundles.items()}
+    runs = {
+        ip: HostRun(b, Remote.from_manifest(b.manifest, ssh), values, run_id, log, sign) for ip, b in bundles.items()
+    }
     phases = P.phases({ip: b.manifest for ip, b in bundles.items()})
     failures: list[str] = []
     failed: set[str] = set()

@@ -35,11 +35,11 @@ def store() -> dict[str, str]:
 def strict_host_keys(host):
     """testinfra's paramiko backend only warns on unknown host keys: hand it sty's own client, which
     loads the configured known hosts and rejects anything else."""
-    from sty.apply.remote import Host, SshOptions
+    from sty.apply.remote import Remote, SshOptions
 
     backend = host.backend
     if "client" not in backend.__dict__:
-        remote = Host.from_manifest(read_manifest(OUTDIR / f"{host.backend.hostname}.yml")[0], SshOptions.from_env())
+        remote = Remote.from_manifest(read_manifest(OUTDIR / f"{host.backend.hostname}.yml")[0], SshOptions.from_env())
         conn = remote.connection()
         conn.open()
         backend.__dict__["client"] = conn.client

@@ -35,6 +35,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from sty.contract.targets import host_key as ip_key  # one host order for the whole of sty
+
 from .errors import Problem, Report
 
 __all__ = [
@@ -283,14 +285,6 @@ def is_ip(text: Any) -> bool:
 
 def is_hostname(name: str) -> bool:
     return bool(HOSTNAME.match(name))
-
-
-def ip_key(ip: str) -> tuple[Any, ...]:
-    """Sort key of a host address: numerically for IPv4, after them otherwise (records come out in this order)."""
-    try:
-        return tuple(int(x) for x in ip.split("."))
-    except ValueError:
-        return (999, ip)
 
 
 @dataclass

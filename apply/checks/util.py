@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SECRET = re.compile(r"<<secret:([^<>\s]+)>>")
+from sty.contract.formats import SECRET  # noqa: E402  (shipped to hosts with the checks, see apply/run.py)
+
 DUMMY_SECRET = "sty-Dummy-Secret-0"
 AS_POSTGRES = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
 

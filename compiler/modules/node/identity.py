@@ -4,17 +4,12 @@ the same order on every build and every host."""
 
 from __future__ import annotations
 
+from ...contrib import ip_key
 from ...model import Host
 
+__all__ = ["MODULE", "ip_key", "node_identity"]
+
 MODULE = "node"  # the module name that owns every file, unit and port of this package
-
-
-def ip_key(ip: str) -> tuple:
-    """Sort key of an address: numerically for IPv4, after them otherwise."""
-    try:
-        return tuple(int(x) for x in ip.split("."))
-    except ValueError:
-        return (999, ip)
 
 
 def node_identity(host: Host) -> tuple[str | None, str]:
