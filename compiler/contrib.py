@@ -38,9 +38,13 @@ from typing import Any, TypeVar
 from sty.contract.targets import host_key as ip_key  # one host order for the whole of sty
 
 from .errors import Problem, Report
+from .paths import TEMPLATES
+from .render import template_text
 
 __all__ = [
     "HOSTNAME",
+    "AlertRules",
+    "module_alert_rules",
     "Board",
     "Datasource",
     "Dcs",
@@ -94,7 +98,29 @@ class Board:
         return found[0][1] if found else None
 
 
-# -- monitoring: scrape targets, HAProxy admin pages, datasources -----------------------------------------------
+# -- monitoring: alert rules, scrape targets, HAProxy admin pages, datasources ---------------------------------
+
+
+@dataclass(frozen=True)
+class AlertRules:
+    """A Prometheus rule file a module ships for its own components, kept as data in its template folder
+    (`templates/<module>/rules/<subject>.yml`, judged by promtool and vmalert in every bundle that carries it);
+    INFRA's vmalert evaluates every published one as `/infra/rules/<subject>.yml`."""
+
+    subject: str
+    template: str  # the data file, relative to the templates package
+
+    def groups(self) -> list[dict[str, Any]]:
+        """Parsed on every call (the text is cached), so that no caller sees another's changes."""
+        import yaml
+
+        return yaml.safe_load(template_text(self.template))["groups"]
+
+
+def module_alert_rules(module: str) -> list[AlertRules]:
+    """The rule files of `templates/<module>/rules/`: what a module publishes with `board.publish`."""
+    folder = TEMPLATES / module / "rules"
+    return [AlertRules(p.stem, f"{module}/rules/{p.name}") for p in sorted(folder.glob("*.yml"))]
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,8 @@ def test_wheel_holds_one_namespace_with_its_data(wheel):
     schemas = [n for n in names if n.startswith("sty/schemas/") and n.endswith(".json")]
     templates = [n for n in names if n.startswith("sty/templates/") and not n.endswith(".py")]
     assert len(schemas) == len(list((ROOT / "schemas").glob("*.json")))
-    assert len(templates) == len([p for p in (ROOT / "templates").rglob("*") if p.is_file() and p.suffix != ".py"])
+    sources = [p for p in (ROOT / "templates").rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")]
+    assert len(templates) == len(sources)
     assert "sty/py.typed" in names
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("/METADATA"))).decode()
     for field in ("License-Expression: MIT", "Classifier: Typing :: Typed", "Requires-Python: >=3.11"):

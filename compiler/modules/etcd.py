@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..bundle import DAEMON_RELOAD, Directory, FileSpec, HostBundle, OsUser, Port, Unit, restart
-from ..contrib import Dcs, DcsMember, ScrapeTarget, TargetGroup, addr, labels_of, listeners
+from ..contrib import Dcs, DcsMember, ScrapeTarget, TargetGroup, addr, labels_of, listeners, module_alert_rules
 from ..errors import Report
 from ..logs import contribute_logs
 from ..model import Fleet, Host
@@ -42,6 +42,7 @@ class EtcdModule(FleetModule):
         return "etcd" in host.groups
 
     def derive(self, fleet: Fleet, report: Report) -> None:
+        fleet.board.publish(self.name, *module_alert_rules(self.name))
         hosts = [h for h in fleet.hosts.values() if "etcd" in h.modules]
         if not hosts:
             return

@@ -11,6 +11,7 @@ own file, and `fanin.py` is INFRA's boundary with the board.
 from __future__ import annotations
 
 from ...bundle import Directory, HostBundle
+from ...contrib import module_alert_rules
 from ...errors import Report
 from ...model import Fleet, Host
 from ...module import FleetModule
@@ -35,6 +36,7 @@ class InfraModule(FleetModule):
         return "infra" in host.groups
 
     def derive(self, fleet: Fleet, report: Report) -> None:
+        fleet.board.publish(self.name, *module_alert_rules(self.name))
         members = infra_members(fleet, report)
         fleet.derived["infra"] = InfraModel(fleet, members)
         check_nodes(members, report)

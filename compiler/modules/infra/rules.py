@@ -1,23 +1,20 @@
-"""sty's alerting and recording rules, kept as Prometheus rule files under `templates/infra/rules/` (one per
-subject: node, pgsql, patroni, etcd, haproxy, infra) so they can be read, edited and checked with promtool like
-any other rule file. vmalert on each infra node gets them as `/infra/rules/<subject>.yml`; they take nothing from
-the inventory.
+"""The alert and recording rules vmalert evaluates: every rule file the modules published (`AlertRules`, each
+kept as data in its module's `templates/<module>/rules/`), INFRA's own among them. They take nothing from the
+inventory; a subject published twice is a programming error.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
-from ...paths import TEMPLATES
-from ...render import template_text
-
-RULES_SOURCE = "infra/rules"
+from ...contrib import AlertRules, Board
 
 
-def alert_rules() -> dict[str, list[dict[str, Any]]]:
-    """The rule groups per subject (the data file's name); parsed on every call (the text is cached) so that no
-    caller sees another's changes."""
-    names = sorted(path.stem for path in (TEMPLATES / RULES_SOURCE).glob("*.yml"))
-    return {name: yaml.safe_load(template_text(f"{RULES_SOURCE}/{name}.yml"))["groups"] for name in names}
+def alert_rules(board: Board) -> dict[str, list[dict[str, Any]]]:
+    """The rule groups per subject (`/infra/rules/<subject>.yml`)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for rules in board.read(AlertRules):
+        if rules.subject in out:
+            raise RuntimeError(f"the alert rules '{rules.subject}' are published twice")
+        out[rules.subject] = rules.groups()
+    return out

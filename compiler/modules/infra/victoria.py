@@ -96,7 +96,7 @@ def _vmalert(host: Host, model: InfraModel, b: HostBundle) -> None:
         f"-evaluationInterval={one_line(p['vmetrics_scrape_interval'])}",
     ]
     d = daemon_of(host, "vmalert")
-    for name, groups in sorted(alert_rules().items()):
+    for name, groups in sorted(alert_rules(model.fleet.board).items()):
         text = to_yaml({"groups": groups}, HEADER)
         b.add(FileSpec(f"{RULES_DIR}/{name}.yml", MODULE, text, "yaml", actions=[reload(d.unit)]))
     b.directories.add(Directory(RULES_DIR))

@@ -11,6 +11,7 @@ the board by `publish`; the log sources they hand to vector arrive through the c
 from __future__ import annotations
 
 from ...bundle import Directory, HostBundle, OsUser
+from ...contrib import module_alert_rules
 from ...errors import Report
 from ...logs import VECTOR_CONFIG, LogSource, contribute_logs, log_sources
 from ...model import Fleet, Host
@@ -69,6 +70,7 @@ class NodeModule(FleetModule):
         return True
 
     def derive(self, fleet: Fleet, report: Report) -> None:
+        fleet.board.publish(self.name, *module_alert_rules(self.name))
         clusters: dict[str, list[Host]] = {}
         names: dict[str, Host] = {}
         for host in fleet.hosts.values():

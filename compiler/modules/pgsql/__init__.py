@@ -15,7 +15,7 @@ board by `publish`; the DCS it needs is the `Dcs` record another module (ETCD) p
 from __future__ import annotations
 
 from ...bundle import HostBundle
-from ...contrib import Dcs
+from ...contrib import Dcs, module_alert_rules
 from ...errors import Report
 from ...model import Fleet, Host
 from ...module import FleetModule
@@ -70,6 +70,7 @@ class PgsqlModule(FleetModule):
 
     # -- model and cross-host rules -------------------------------------------------------------
     def derive(self, fleet: Fleet, report: Report) -> None:
+        fleet.board.publish(self.name, *module_alert_rules(self.name))
         model = build_model(fleet, report)
         fleet.derived["pgsql"] = model
         if model.clusters and fleet.board.one(Dcs) is None:
