@@ -2,14 +2,23 @@
 
 Incremental: `.sty/<outdir>/state.json` remembers each host's input digest and the size and
 mtime of the files written for it; a host whose inputs and files are unchanged is not rendered.
+The same record says which files sty wrote, and sty deletes nothing else (a manifest's `files`
+stands in for it when the state is gone, e.g. in a fresh clone of a repository with outputs/).
+
+A build holds `.sty/<outdir>/lock` from reading the state to writing it, so that concurrent builds
+into one directory run one after the other instead of interleaving their files and cache records.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sty.contract.exits import UsageError
 
 from .errors import InventoryError, Report
 from .manifest import manifest_text
@@ -17,7 +26,27 @@ from .pipeline import Compiled, input_digest, render_host, resolve_target
 from .render import RenderError
 from .schema import code_digest
 from .secrets import read_store, store_dir, write_store
-from .writer import WriteStats, existing_hosts, host_tree, remove_host, unified, write_host
+from .writer import (
+    Found,
+    Tree,
+    UnsafeTree,
+    WriteStats,
+    existing_hosts,
+    host_contents,
+    host_tree,
+    locked,
+    manifest_files,
+    open_private,
+    remove_host,
+    unified,
+    write_host,
+    write_private,
+)
+
+# how long a build waits for another build of the same output directory before giving up (exit 3)
+LOCK_TIMEOUT = float(os.environ.get("STY_LOCK_TIMEOUT", "300"))
+# files a user may keep in an output directory before sty ever wrote to it
+_NEUTRAL = {".gitkeep", ".gitignore"}
 
 
 @dataclass
@@ -70,35 +99,107 @@ def _check_secret_conflicts(compiled: Compiled, out: Rendered, report: Report) -
             seen.setdefault(name, (ip, value))
 
 
-def _stamp(outdir: Path, tree_names: list[str]) -> dict[str, list[int]]:
-    stamps = {}
-    for rel in tree_names:
-        st = os.stat(outdir / rel)
-        stamps[rel] = [st.st_size, st.st_mtime_ns]
-    return stamps
-
-
 def _state_path(outdir: Path) -> Path:
     return store_dir(outdir) / "state.json"
 
 
-def _read_state(outdir: Path) -> dict:
+def _read_state(outdir: Path) -> dict | None:
+    """The incremental state, {} when unreadable, None when there is none (sty never built here)."""
     try:
-        return json.loads(_state_path(outdir).read_text())
+        fd = open_private(store_dir(outdir), "state.json", os.O_RDONLY)
+    except UnsafeTree:
+        raise
+    except UsageError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            data = json.loads(fh.read())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _unchanged(outdir: Path, entry: dict) -> bool:
     base = str(outdir)
     for rel, (size, mtime) in entry.get("files", {}).items():
-        try:
-            st = os.stat(os.path.join(base, rel))  # plain strings: this runs for every file of every host
+        try:  # plain strings: this runs for every file of every host; lstat: a link is never "unchanged"
+            st = os.lstat(os.path.join(base, rel))
         except OSError:
             return False
-        if st.st_size != size or st.st_mtime_ns != mtime:
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_mtime_ns != mtime:
             return False
     return bool(entry.get("files"))
+
+
+def check_output_dir(outdir: Path, inventory: str) -> None:
+    """Refuse output directories a build would wreck: the file-system root, a directory holding the inventory
+    (`-o .`: its hosts' trees would be mixed with the repository, and the store `.sty/<name>` would land
+    outside the inventory's directory), a link, or something that is not a directory."""
+    if outdir.is_symlink():
+        raise UnsafeTree(f"{outdir}: the output directory is a symbolic link; give the real directory")
+    if outdir.exists() and not outdir.is_dir():
+        raise UnsafeTree(f"{outdir}: the output directory is not a directory")
+    resolved = outdir.resolve()
+    if resolved == Path(resolved.anchor) or not resolved.name:
+        raise UsageError(f"{outdir}: the file-system root cannot be an output directory")
+    inv_dir = Path(inventory).resolve().parent
+    if inv_dir == resolved or resolved in inv_dir.parents:
+        raise UsageError(
+            f"{outdir}: the output directory holds the inventory {inventory}; "
+            "build into a directory of its own, such as outputs"
+        )
+
+
+def _refuse_foreign(tree: Tree) -> None:
+    """Without sty state, write only into an empty directory or one holding sty's manifests: a directory sty
+    does not own (`-o /srv`) is refused instead of adopted."""
+    try:
+        names = [n for n in os.listdir(tree.fd) if n not in _NEUTRAL]
+    except OSError:
+        names = []
+    if not names:
+        return
+    for ip in sorted(existing_hosts(tree.outdir)):
+        name = f"{ip}.yml"
+        if name in names and stat.S_ISREG(os.stat(name, dir_fd=tree.fd, follow_symlinks=False).st_mode):
+            if manifest_files(ip, tree.read(tree.fd, name, name)):
+                return
+    raise UsageError(
+        f"{tree.outdir}: the output directory is not empty and sty never built into it "
+        "(no state in .sty, no sty manifest); choose a new or empty directory"
+    )
+
+
+def _map(fn, items: list) -> list:
+    """Overlap file-system latency (not CPU) for big builds; the writer is fd-relative, hence thread-safe."""
+    if len(items) <= 8:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(fn, items))
+
+
+def _write_all(tree: Tree, trees: dict[str, dict[str, bytes]], gone: list[str], old_hosts: dict) -> WriteStats:
+    """Read every affected host's current files first (a hostile entry is refused before anything is
+    written), then write, then remove what sty recorded writing for hosts no longer produced."""
+    ips = sorted(trees) + gone
+    current: dict[str, dict[str, Found]] = dict(
+        zip(ips, _map(lambda ip: host_tree(tree.outdir, ip, tree), ips), strict=True)
+    )
+
+    def owned(ip: str) -> set[str]:
+        return set(old_hosts.get(ip, {}).get("files", {})) | manifest_files(ip, current[ip].get(f"{ip}.yml"))
+
+    results = _map(lambda ip: write_host(tree, ip, trees[ip], current[ip], owned(ip)), sorted(trees))
+    results += [remove_host(tree, current[ip], owned(ip)) for ip in gone]
+    for rel in tree.stale:  # the build lock is held: no other sty writes here now
+        tree.remove(rel)
+    stats = WriteStats()
+    for one in results:
+        stats.written += one.written
+        stats.removed += one.removed
+        stats.unchanged += one.unchanged
+        stats.stamps.update(one.stamps)
+    return stats
 
 
 @dataclass
@@ -110,42 +211,41 @@ class BuildResult:
 
 
 def build(compiled: Compiled, outdir: Path, target: str | None = None, use_cache: bool = True) -> BuildResult:
+    """Render what changed and write it, holding the output directory's lock throughout."""
     targets = resolve_target(compiled.fleet, target)
     whole = target in (None, "", "all")
-    code = code_digest()
-    state = _read_state(outdir) if use_cache else {}
-    old_hosts = state.get("hosts", {})
-    digests = {ip: input_digest(compiled.fleet.hosts[ip], compiled, code) for ip in targets}
-    skip = {
-        ip
-        for ip in targets
-        if use_cache and old_hosts.get(ip, {}).get("inputs") == digests[ip] and _unchanged(outdir, old_hosts[ip])
-    }
-    rendered = render_targets(compiled, targets, skip)
+    check_output_dir(outdir, compiled.fleet.inventory.source)
+    with locked(store_dir(outdir), outdir, LOCK_TIMEOUT):
+        state = _read_state(outdir)
+        if state is None and outdir.is_dir():
+            with Tree(outdir) as tree:
+                _refuse_foreign(tree)
+        old_hosts = (state or {}).get("hosts", {})
+        if not isinstance(old_hosts, dict):
+            old_hosts = {}
+        code = code_digest()
+        digests = {ip: input_digest(compiled.fleet.hosts[ip], compiled, code) for ip in targets}
+        skip = {
+            ip
+            for ip in targets
+            if use_cache
+            and isinstance(old_hosts.get(ip), dict)
+            and old_hosts[ip].get("inputs") == digests[ip]
+            and _unchanged(outdir, old_hosts[ip])
+        }
+        rendered = render_targets(
+            compiled, targets, skip
+        )  # before the output directory is made: an error writes nothing
+        with Tree(outdir) as tree:
+            gone = sorted(existing_hosts(outdir) - set(compiled.fleet.hosts)) if whole else []
+            stats = _write_all(tree, rendered.trees, gone, old_hosts)
+        _save_secrets(outdir, rendered, old_hosts, whole)
+        _save_state(outdir, rendered, old_hosts, digests, stats, whole)
+    return BuildResult(stats, len(rendered.trees), len(rendered.skipped), len(targets))
 
-    stats = WriteStats()
-    outdir.mkdir(parents=True, exist_ok=True)
-    if len(rendered.trees) > 8:  # file-system latency, not CPU, bounds a big build: overlap the writes
-        from concurrent.futures import ThreadPoolExecutor
 
-        def one(item: tuple[str, dict[str, bytes]]) -> WriteStats:
-            mine = WriteStats()
-            write_host(outdir, item[0], item[1], mine)
-            return mine
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            for mine in pool.map(one, sorted(rendered.trees.items())):
-                stats.written += mine.written
-                stats.removed += mine.removed
-                stats.unchanged += mine.unchanged
-    else:
-        for ip, tree in rendered.trees.items():
-            write_host(outdir, ip, tree, stats)
-    if whole:
-        for ip in sorted(existing_hosts(outdir) - set(compiled.fleet.hosts)):
-            remove_host(outdir, ip, stats)
-
-    # secret store: fresh values for rendered hosts, previous ones for hosts skipped as unchanged
+def _save_secrets(outdir: Path, rendered: Rendered, old_hosts: dict, whole: bool) -> None:
+    """Fresh values for rendered hosts, previous ones for hosts skipped as unchanged."""
     old_store = read_store(outdir)
     store: dict[str, str] = {} if whole else dict(old_store)
     for ip in rendered.skipped:
@@ -156,21 +256,29 @@ def build(compiled: Compiled, outdir: Path, target: str | None = None, use_cache
         store.update(values)
     write_store(outdir, store)
 
+
+def _save_state(
+    outdir: Path, rendered: Rendered, old_hosts: dict, digests: dict[str, str], stats: WriteStats, whole: bool
+) -> None:
+    """Record what this build put in place (the stamps of the files it wrote or found identical) and
+    nothing else: a stamp taken later could describe another writer's file."""
     new_hosts = {} if whole else dict(old_hosts)
     for ip in rendered.skipped:
         new_hosts[ip] = old_hosts[ip]
     for ip, tree in rendered.trees.items():
         new_hosts[ip] = {
             "inputs": digests[ip],
-            "files": _stamp(outdir, sorted(tree)),
+            "files": {rel: stats.stamps[rel] for rel in sorted(tree)},
             "secrets": sorted(rendered.secrets[ip]),
         }
-    path = _state_path(outdir)
     text = json.dumps({"hosts": dict(sorted(new_hosts.items()))}, sort_keys=True)
-    if not path.exists() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return BuildResult(stats, len(rendered.trees), len(rendered.skipped), len(targets))
+    path = _state_path(outdir)
+    try:
+        same = path.is_file() and not path.is_symlink() and path.read_text() == text
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        write_private(store_dir(outdir), "state.json", text.encode())
 
 
 @dataclass
@@ -190,7 +298,7 @@ def diff(compiled: Compiled, outdir: Path, target: str | None = None) -> DiffRes
     impact: dict[str, list[str]] = {}
     for ip in targets:
         desired = rendered.trees[ip]
-        current = host_tree(outdir, ip)
+        current = host_contents(outdir, ip)
         actions: set[str] = set()
         changed_files = 0
         for rel in sorted(set(desired) | set(current)):
@@ -205,7 +313,7 @@ def diff(compiled: Compiled, outdir: Path, target: str | None = None) -> DiffRes
             impact[ip] = [f"{changed_files} file(s) change", *shown]
     if target in (None, "", "all"):
         for ip in sorted(existing_hosts(outdir) - set(compiled.fleet.hosts)):
-            for rel, old in sorted(host_tree(outdir, ip).items()):
+            for rel, old in sorted(host_contents(outdir, ip).items()):
                 diffs.append(unified(rel, old, None))
             impact[ip] = ["host removed from the inventory: its bundle would be deleted"]
     return DiffResult(diffs, impact)

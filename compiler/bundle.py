@@ -6,6 +6,7 @@ A `HostBundle` is the in-memory form of `outputs/<host>/` plus `outputs/<host>.y
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from sty.contract.actions import ACTIONS, DAEMON_RELOAD, UNIT_ACTIONS, Action, r
 from sty.contract.formats import SECRET, get_format, placeholder
 from sty.contract.manifest import CHECK_WHERE, Certificate, Check, Directory, OsUser, Port, Unit
 
+from .render import RenderError
 from .secrets import pick
 
 __all__ = [
@@ -83,6 +85,14 @@ class HostBundle:
     overrides: dict[str, str] = field(default_factory=dict)  # values from secrets.yml
 
     def add(self, spec: FileSpec) -> FileSpec:
+        """Register a file; its path must be safe to join under `outputs/<host>/` and to install as root.
+
+        Names from the inventory become path components, and the schema's patterns are the first line of
+        defence; this is the last one, so that no module can ever produce a path that climbs out of the
+        bundle (`..`), is relative, or is spelled two ways (`//`, `/./`, a trailing `/`)."""
+        problem = unsafe_path(spec.path)
+        if problem:
+            raise RenderError(f"{spec.module} would write the file {spec.path!r}, which {problem}")
         if spec.path in self.files:
             other = self.files[spec.path].module
             raise RuntimeError(f"{spec.path} is produced by both {other} and {spec.module}; a file has one owner")
@@ -124,3 +134,17 @@ class HostBundle:
                 spec.content = spec.compose(None, [])
             if spec.content is None:
                 raise RuntimeError(f"{spec.path} has no content")
+
+
+def unsafe_path(path: object) -> str:
+    """Why `path` cannot be a bundle file's path ("" when it can): the apply stage installs it as root, and
+    the writer joins it under the output directory, so only absolute, normalised, one-line paths pass."""
+    if not isinstance(path, str) or not path:
+        return "is not a path"
+    if any(c in path for c in "\x00\n\r"):
+        return "contains a NUL or a line break"
+    if not path.startswith("/") or path == "/":
+        return "is not an absolute file path"
+    if posixpath.normpath(path) != path or path.startswith("//") or "/../" in f"{path}/":
+        return "is not normalised (no '..', '.', '//' or trailing '/')"
+    return ""

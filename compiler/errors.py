@@ -66,7 +66,10 @@ class InventoryError(Exception):
     """Raised when the inventory cannot be built; carries every problem found so far."""
 
     def __init__(self, report: Report):
-        super().__init__(f"{len(report.errors)} error(s)")
+        # the first problem as the text: code that catches broadly and quotes the exception still says why
+        errors = report.errors
+        text = f"{errors[0].path}: {errors[0].message}" if errors else "no errors"
+        super().__init__(text + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
         self.report = report
 
 

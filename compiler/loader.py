@@ -58,25 +58,141 @@ class Inventory:
     hosts: dict[str, HostDecl]
 
 
+# An inventory arrives in a pull request and sty may run as root: its size, and what YAML aliases make of
+# it, are bounded before anything walks the data (digests and validation expand every alias).
+MAX_BYTES = 4 * 1024 * 1024  # Pigsty's largest example is under 100 KiB; a 1000-host fleet about 150 KiB
+MAX_VALUES = 250_000  # YAML nodes after alias expansion; a generated 1000-host fleet has about 14,000
+MAX_CHARS = 16 * 1024 * 1024  # characters of scalars after alias expansion
+MAX_DEPTH = 64  # nesting; real inventories stay under 15
+_MERGE = "tag:yaml.org,2002:merge"
+_STR = "tag:yaml.org,2002:str"
+
+
+class _InventoryLoader(_Loader):  # type: ignore[misc, valid-type]
+    """libyaml's parser and composer (fast), with two refusals PyYAML does not make: a composed graph whose
+    aliases expand beyond the budgets (an alias bomb is a few hundred bytes), and a key given twice in one
+    mapping (YAML keeps the last one silently, so a reviewer reading the first would be misled)."""
+
+    def __init__(self, stream: str, source: str):
+        super().__init__(stream)
+        self.source = source
+        self.problems: list[tuple[str, str]] = []
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _measure(node, self.source)
+        data = self.construct_document(node)
+        if self.problems:
+            report = Report()
+            for where, message in self.problems:
+                report.error(where, message)
+            raise InventoryError(report)
+        return data
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            self._duplicates(node)
+        return super().construct_mapping(node, deep=deep)
+
+    def _duplicates(self, node: yaml.MappingNode) -> None:
+        """Keys written twice in this mapping (merged `<<` keys may be overridden: that is what merging is for)."""
+        first: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            # a plain string key is its own value; other tags (`1`, `01`, `yes`) compare as YAML constructs them
+            key = key_node.value if key_node.tag == _STR else self.construct_object(key_node)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # PyYAML refuses unhashable keys itself, with a mark
+            if key in first:
+                was = first[key].start_mark
+                self.problems.append(
+                    (
+                        _where(self.source, key_node.start_mark),
+                        f"the key '{key}' is given twice in one mapping (first at line {was.line + 1}, "
+                        f"column {was.column + 1}); YAML would silently keep only the last one",
+                    )
+                )
+            first.setdefault(key, key_node)
+
+
+def _where(source: str, mark: Any) -> str:
+    return f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _measure(root: Any, source: str) -> None:
+    """Refuse a node graph that is recursive, too deep, or that expands beyond the budgets once aliases are
+    followed. Each node is visited once (sizes are memoised), so the bomb is measured, never expanded."""
+    values: dict[int, int] = {}
+    chars: dict[int, int] = {}
+    height: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        nid = id(node)
+        if expanded:
+            kids = _children(node)
+            values[nid] = 1 + sum(values[id(k)] for k in kids)
+            chars[nid] = sum(chars[id(k)] for k in kids) if kids else len(str(node.value))
+            height[nid] = 1 + max((height[id(k)] for k in kids), default=0)
+            if values[nid] > MAX_VALUES or chars[nid] > MAX_CHARS:
+                raise _fail(
+                    _where(source, node.start_mark),
+                    f"YAML aliases expand this value beyond sty's limit ({MAX_VALUES:,} values or "
+                    f"{MAX_CHARS // 2**20} MiB of text); an inventory this large is refused as an alias bomb",
+                )
+            if height[nid] > MAX_DEPTH:
+                raise _fail(_where(source, node.start_mark), f"the YAML is nested deeper than {MAX_DEPTH} levels")
+            continue
+        if nid in height:
+            continue
+        if nid in values:  # entered but not finished: this node contains itself
+            raise _fail(_where(source, node.start_mark), "a YAML alias refers to a node that contains it")
+        values[nid] = -1
+        stack.append((node, True))
+        stack.extend((k, False) for k in reversed(_children(node)))
+
+
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file; syntax errors become one problem naming file, line and column."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:  # never more than the limit, even from /dev/zero
+            raw = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise _fail(str(path), "the inventory file does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(str(path), f"cannot read the file: {exc}") from None
+    except OSError as exc:
+        raise _fail(str(path), f"cannot read the file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_BYTES:
+        raise _fail(str(path), f"the file is larger than {MAX_BYTES // 2**20} MiB; sty refuses inventories this large")
     try:
-        return yaml.load(text, Loader=_Loader)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(str(path), f"the file is not UTF-8 text (byte {exc.start})") from None
+    loader = _InventoryLoader(text, str(path))
+    try:
+        return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         what = exc.problem or exc.context or "invalid YAML"
-        raise _fail(where, f"YAML syntax error: {what}") from None
+        raise _fail(_where(str(path), mark), f"YAML syntax error: {what}") from None
     except yaml.YAMLError as exc:
         raise _fail(str(path), f"YAML error: {exc}") from None
     except RecursionError:
         raise _fail(str(path), "YAML nesting is too deep") from None
+    finally:
+        loader.dispose()
 
 
 def _fail(path: str, message: str) -> InventoryError:

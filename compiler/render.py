@@ -27,7 +27,8 @@ pass_context = jinja2.pass_context
 
 
 class RenderError(Exception):
-    """A value cannot be written safely into a text format."""
+    """A value cannot be written safely into a text format. Its message never quotes the value: the filters
+    do not know whether a value is a secret, and a caller that knows the parameter names it instead."""
 
 
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.:/@%+=,\-\[\]*]+$")
@@ -37,7 +38,7 @@ def one_line(value: Any) -> str:
     """A value that must stay on its line: no newline, carriage return or NUL."""
     text = str(value)
     if any(c in text for c in "\n\r\x00"):
-        raise RenderError(f"value {text[:40]!r} contains a line break")
+        raise RenderError("a value contains a line break, carriage return or NUL")
     return text
 
 
@@ -45,7 +46,7 @@ def token(value: Any) -> str:
     """A bare word for configs without quoting (haproxy names, unit names)."""
     text = one_line(value)
     if not _SAFE_TOKEN.match(text):
-        raise RenderError(f"value {text[:40]!r} may only contain letters, digits and _.:/@%+=,-")
+        raise RenderError("a value may only contain letters, digits and _.:/@%+=,-[]*")
     return text
 
 
@@ -90,7 +91,7 @@ def strict_int(value: Any) -> int:
         return value
     if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
         return int(value)
-    raise RenderError(f"value {str(value)[:40]!r} is not an integer")
+    raise RenderError(f"a value is not an integer (a {type(value).__name__})")
 
 
 def heredoc(value: Any, delimiter: str) -> str:
@@ -134,7 +135,7 @@ def sql_guc(name: Any) -> str:
 def sql_keyword(value: Any) -> str:
     """One or more SQL keywords (`GRANT`, `SELECT, UPDATE`): words only, so no quote, `;` or comment fits."""
     if not SQL_KEYWORDS.match(str(value)):
-        raise RenderError(f"{str(value)[:40]!r} is not a SQL keyword")
+        raise RenderError("a value is not a SQL keyword (words only)")
     return str(value)
 
 
@@ -185,7 +186,7 @@ def fragment(context: Context, value: Any) -> str:
     text = str(value)
     fmt = template_format(context.name)[0] if context.name else None
     if (fmt, text.rstrip("\n")) not in _FRAGMENTS:
-        raise RenderError(f"{text[:40]!r} was not rendered by a {fmt} fragment template")
+        raise RenderError(f"a value inserted as a fragment was not rendered by a {fmt} fragment template")
     return text
 
 

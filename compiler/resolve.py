@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .errors import join_path
+from .errors import InventoryError, Report, join_path
 from .loader import Group, HostDecl, Inventory, VarsBlock
 
 # Pigsty concatenates these: the effective list is `<default> + <extra>`.
@@ -24,6 +24,33 @@ LIST_RULES: dict[str, str] = {
 }
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# Characters placeholders may produce for one parameter: `a: "${b}${b}..."`, `b: "${c}${c}..."` grows tenfold a
+# level; eight levels make 10**8 characters from a few hundred bytes of inventory.
+MAX_EXPANSION = 1024 * 1024
+
+
+class _Budget:
+    """One parameter read's placeholder work: the characters produced so far, and each `${name}` result at
+    each depth computed once (a name used ten times is not expanded ten times; results are the same)."""
+
+    __slots__ = ("params", "key", "left", "memo")
+
+    def __init__(self, params: Params, key: str | None):
+        self.params = params
+        self.key = key
+        self.left = MAX_EXPANSION
+        self.memo: dict[tuple[str, int], str | None] = {}
+
+    def spend(self, text: str) -> str:
+        self.left -= len(text)
+        if self.left < 0:
+            report = Report()
+            where = self.params.source(self.key) if self.key else join_path("all.vars")
+            report.error(where, f"`${{...}}` placeholders expand to more than {MAX_EXPANSION:,} characters here")
+            raise InventoryError(report)
+        return text
+
 
 # `${name}` aliases that are not parameters themselves
 ALIASES = {
@@ -81,7 +108,7 @@ class Params(Mapping[str, Any]):
             if key not in self.defaults:
                 raise KeyError(key)
             value = self.defaults[key]
-        value = self.substitute(value)
+        value = self.substitute(value, _Budget(self, key))
         self._cache[key] = value
         return value
 
@@ -118,7 +145,14 @@ class Params(Mapping[str, Any]):
         return {key: self[key] for key in sorted(self)}
 
     # -- placeholders -------------------------------------------------------------------------
-    def placeholder(self, name: str, depth: int = 0) -> str | None:
+    def placeholder(self, name: str, depth: int = 0, budget: _Budget | None = None) -> str | None:
+        budget = budget if budget is not None else _Budget(self, None)
+        memo = (name, depth)
+        if memo not in budget.memo:
+            budget.memo[memo] = self._expand(name, depth, budget)
+        return budget.memo[memo]
+
+    def _expand(self, name: str, depth: int, budget: _Budget) -> str | None:
         if depth > 8:  # a placeholder that refers to itself stays literal
             return None
         if name == "ip":
@@ -131,16 +165,21 @@ class Params(Mapping[str, Any]):
         name = ALIASES.get(name, name)
         value = self.raw(name)
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return PLACEHOLDER.sub(lambda m: self.placeholder(m.group(1), depth + 1) or m.group(0), str(value))
+            return PLACEHOLDER.sub(lambda m: self._replace(m, depth + 1, budget), str(value))
         return None
 
-    def substitute(self, value: Any) -> Any:
+    def _replace(self, match: re.Match[str], depth: int, budget: _Budget) -> str:
+        """One `${name}` occurrence: its value (charged to the budget as it is inserted) or itself."""
+        return budget.spend(self.placeholder(match.group(1), depth, budget) or match.group(0))
+
+    def substitute(self, value: Any, budget: _Budget | None = None) -> Any:
+        budget = budget if budget is not None else _Budget(self, None)
         if isinstance(value, str):
             if "${" not in value:
                 return value
-            return PLACEHOLDER.sub(lambda m: self.placeholder(m.group(1)) or m.group(0), value)
+            return PLACEHOLDER.sub(lambda m: self._replace(m, 0, budget), value)
         if isinstance(value, list):
-            return [self.substitute(v) for v in value]
+            return [self.substitute(v, budget) for v in value]
         if isinstance(value, dict):
-            return {k: self.substitute(v) for k, v in value.items()}
+            return {k: self.substitute(v, budget) for k, v in value.items()}
         return value

@@ -9,8 +9,9 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from .paths import SCHEMAS
@@ -58,12 +59,12 @@ class ParamSpec:
 
     @cached_property
     def validator(self):
-        from jsonschema import Draft202012Validator
-
-        schema = dict(self.schema)
+        """A strict validator over the hardened schema (see `harden`): the registry keeps the schema as written,
+        for `sty explain` and defaults."""
+        schema = harden(self.schema, self.name)
         if self.defs:
-            schema["$defs"] = self.defs
-        return Draft202012Validator(schema)
+            schema["$defs"] = _hardened_defs(self.module, self.defs)
+        return strict_validator(schema)
 
 
 @dataclass
@@ -157,12 +158,85 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def humanize(error: Any) -> str:
-    """One plain sentence for a jsonschema ValidationError."""
+# -- rules the schemas state loosely, tightened in code -----------------------------------------------------
+
+PORT_RANGE = (1, 65535)
+NAME_PATTERNS = ("^[A-Za-z0-9-]+$",)  # cluster names: they become host names and DNS labels
+NAME_MAX = 63  # one DNS label
+
+
+def _strict_integer(_checker: Any, value: Any) -> bool:
+    """JSON Schema's `integer` accepts 9102.0, which a template then renders as `:9102.0`; bools are ints in
+    Python. An integer parameter takes an int and nothing else."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _full_pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Any:
+    """jsonschema matches `pattern` with re.search, so `^name$` accepts "name\n" (`$` matches before a final
+    newline) and the wrong parameter gets blamed later. A pattern describes the whole string: fullmatch."""
+    from jsonschema.exceptions import ValidationError
+
+    if isinstance(instance, str) and _regex(pattern).fullmatch(instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@lru_cache(maxsize=256)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+@lru_cache(maxsize=1)
+def _strict_class() -> Any:
+    from jsonschema import Draft202012Validator, validators
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer)
+    return validators.extend(Draft202012Validator, validators={"pattern": _full_pattern}, type_checker=checker)
+
+
+def strict_validator(schema: dict[str, Any]) -> Any:
+    """The Draft 2020-12 validator every inventory check uses: strict integers, whole-string patterns."""
+    return _strict_class()(schema)
+
+
+def harden(schema: Any, name: str = "") -> Any:
+    """A copy of a parameter's schema with the limits the schema files leave implicit: a port (`*_port` or
+    `port`) is 1-65535 even where no minimum/maximum is written, and a cluster name (the `[A-Za-z0-9-]+`
+    pattern) is one DNS label, at most 63 characters, because it becomes part of host and file names."""
+    if isinstance(schema, list):
+        return [harden(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("properties", "$defs", "patternProperties"):
+            out[key] = {k: harden(v, k) for k, v in value.items()} if isinstance(value, dict) else value
+        elif key in ("default", "enum", "const", "examples"):
+            out[key] = value
+        else:
+            out[key] = harden(value)
+    if (name == "port" or name.endswith("_port")) and out.get("type") == "integer":
+        out.setdefault("minimum", PORT_RANGE[0])
+        out.setdefault("maximum", PORT_RANGE[1])
+    if out.get("pattern") in NAME_PATTERNS:
+        out.setdefault("maxLength", NAME_MAX)
+    return out
+
+
+_DEFS: dict[str, dict[str, Any]] = {}
+
+
+def _hardened_defs(module: str, defs: dict[str, Any]) -> dict[str, Any]:
+    if module not in _DEFS:
+        _DEFS[module] = harden({"$defs": defs})["$defs"]
+    return _DEFS[module]
+
+
+def humanize(error: Any, secret: bool = False) -> str:
+    """One plain sentence for a jsonschema ValidationError; a secret value is never quoted."""
     v = error.validator
     inst = error.instance
     val = error.validator_value
-    shown = _short(inst)
+    shown = "the secret value" if secret and isinstance(inst, (str, int, float)) else _short(inst)
     if v == "type":
         want = " or ".join(val) if isinstance(val, list) else val
         return f"expected {_article(want)}, got {shown} ({_json_type(inst)})"
@@ -171,7 +245,7 @@ def humanize(error: Any) -> str:
     if v == "const":
         return f"must be {val!r}, got {shown}"
     if v == "pattern":
-        return f"{shown} does not match the pattern {val}"
+        return f"{shown} {_pattern_sentence(val, error.schema)}"
     if v == "minimum":
         return f"{shown} is below the minimum {val}"
     if v == "maximum":
@@ -188,7 +262,8 @@ def humanize(error: Any) -> str:
         missing = [r for r in val if isinstance(inst, dict) and r not in inst]
         return f"missing required field {', '.join(repr(m) for m in missing)}"
     if v == "additionalProperties":
-        extra = sorted(k for k in inst if k not in error.schema.get("properties", {})) if isinstance(inst, dict) else []
+        props = error.schema.get("properties", {})
+        extra = sorted((k for k in inst if k not in props), key=str) if isinstance(inst, dict) else []
         return f"unknown field(s) {', '.join(repr(k) for k in extra)}"
     if v in ("anyOf", "oneOf"):
         types = []
@@ -206,8 +281,45 @@ def humanize(error: Any) -> str:
     return error.message
 
 
+_IPV4 = r"((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+# what each well-known pattern of the schemas means, said to a person (a regex is not a sentence)
+PATTERN_SENTENCES = {
+    f"^{_IPV4}$": "is not an IPv4 address (like 10.10.10.10)",
+    f"^{_IPV4}/([0-9]|[12][0-9]|3[0-2])$": "is not an IPv4 address with a prefix length (like 10.10.10.2/24)",
+    "^[A-Za-z0-9-]+$": "is not a valid name: use only letters, digits and '-'",
+    "^[A-Za-z0-9_-]+$": "is not a valid name: use only letters, digits, '_' and '-'",
+    "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$": (
+        "is not a valid name: up to 63 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+    ),
+    "^[A-Za-z0-9_][A-Za-z0-9_.$-]{0,62}$": (
+        "is not a valid name: up to 63 letters, digits, '_', '.', '$' or '-', not starting with '.', '$' or '-'"
+    ),
+    "^[0-9]+$": "is not a number (digits only)",
+    "^[^/\\s]+\\.ya?ml$": "is not a plain file name ending in .yml or .yaml",
+    "^([0-9a-fA-F]{64})?$": "is not 64 hexadecimal digits (or empty)",
+}
+
+
+def _pattern_sentence(pattern: str, schema: dict[str, Any]) -> str:
+    """The sentence for a pattern: a well-known one's meaning, else the rule's own description."""
+    if pattern in PATTERN_SENTENCES:
+        return PATTERN_SENTENCES[pattern]
+    what = str(schema.get("description") or "").split(",")[0].strip()
+    return f"is not a valid {what}" if what else "is not in the form this parameter takes"
+
+
 def _short(value: Any) -> str:
-    text = json.dumps(value, default=str, ensure_ascii=False)
+    """A value quoted in a message: scalars as JSON, shortened; containers by their keys or length only,
+    since a mapping or a list may hold a password next to the field that is wrong."""
+    if isinstance(value, dict):
+        keys = ", ".join(str(k) for k in list(value)[:6])
+        return "{" + keys + (", ..." if len(value) > 6 else "") + "}"
+    if isinstance(value, list):
+        return f"[{len(value)} item(s)]"
+    try:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):  # keys json cannot hold (dates, tuples), a cycle
+        text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -234,9 +346,13 @@ def _article(word: str) -> str:
 
 
 def iter_value_errors(spec: ParamSpec, value: Any):
-    """(sub-path parts, sentence) for every schema violation of one value."""
+    """(sub-path parts, sentence) for every schema violation of one value; secret values are never quoted, and a
+    secret no bundle can carry (a line break, NUL) is refused here, where build and apply agree."""
+    from .secrets import secret_problems, touches_secret
+
+    yield from secret_problems(spec, value)
     validator = spec.validator
     if validator.is_valid(value):
         return
     for err in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))):
-        yield list(err.absolute_path), humanize(err)
+        yield list(err.absolute_path), humanize(err, secret=touches_secret(spec, err))

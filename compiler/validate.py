@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import Report, join_path
 from .loader import Inventory, VarsBlock
-from .schema import Registry, humanize, iter_value_errors
+from .schema import ParamSpec, Registry, humanize, iter_value_errors, strict_validator
 
 # Ansible's own connection and behaviour variables are legal anywhere and not ours to check.
 ANSIBLE_PREFIXES = ("ansible_",)
@@ -22,16 +22,14 @@ def validate_shape(data: Any, reg: Registry, report: Report) -> None:
     doc = reg.documents.get("inventory")
     if doc is None:
         return
-    from jsonschema import Draft202012Validator
-
-    validator = Draft202012Validator(doc)
+    validator = strict_validator(doc)
     if validator.is_valid(data):
         return
     for err in validator.iter_errors(data):
-        where = join_path(*err.absolute_path) or "inventory"
+        where = join_path(*map(str, err.absolute_path)) or "inventory"
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             allowed = sorted(err.schema.get("properties", {}))
-            for key in sorted(k for k in err.instance if k not in err.schema.get("properties", {})):
+            for key in sorted((k for k in err.instance if k not in err.schema.get("properties", {})), key=str):
                 report.error(join_path(where, str(key)), f"unknown key '{key}' here; use {', '.join(allowed)}")
             continue
         report.error(where, humanize(err))
@@ -47,6 +45,8 @@ def validate_blocks(inv: Inventory, reg: Registry, report: Report) -> None:
         for key, value in block.data.items():
             path = join_path(block.path, key)
             spec = reg.get(key)
+            if not _keys_ok(value, path, spec, report):
+                continue  # a schema check (and later, the digest) would compare keys of different types
             if spec is not None:
                 for sub, message in iter_value_errors(spec, value):
                     report.error(join_path(path, *sub), message)
@@ -76,6 +76,54 @@ def validate_host_keys(inv: Inventory, report: Report) -> None:
             continue
         if str(addr) != name:
             report.error(decl.path, f"host key '{name}' is not in canonical form ({addr})")
+
+
+def _numeric_keys(spec: ParamSpec | None) -> bool:
+    """Parameters keyed by number (`redis_instances: {6379: {}}`): Pigsty writes the keys unquoted."""
+    names = spec.schema.get("propertyNames", {}) if spec is not None else {}
+    return isinstance(names, dict) and names.get("pattern") == "^[0-9]+$"
+
+
+def _keys_ok(value: Any, path: str, spec: ParamSpec | None, report: Report) -> bool:
+    """Every mapping inside a parameter's value has string keys: YAML turns `1:`, `yes:` or `2024-01-01:` into
+    a number, a boolean or a date, which no template expects and which cannot be sorted next to strings.
+    The one exception is a mapping keyed by number (ports), where a number and the same number written as a
+    string would be the same entry twice. The walk is bounded: the loader refused alias bombs."""
+    ok = True
+    stack: list[tuple[Any, str, bool]] = [(value, path, _numeric_keys(spec))]
+    while stack:
+        item, where, numeric = stack.pop()
+        if isinstance(item, list):
+            stack.extend((v, join_path(where, i), False) for i, v in enumerate(item))
+            continue
+        if not isinstance(item, dict):
+            continue
+        seen: dict[str, Any] = {}
+        for key, val in item.items():
+            kpath = join_path(where, str(key))
+            is_number = isinstance(key, int) and not isinstance(key, bool)
+            if not isinstance(key, str) and not (numeric and is_number):
+                report.error(kpath, f"a key must be a string, not {_kind(key)} {key!r}; quote it")
+                ok = False
+            elif str(key) in seen:
+                first = _kind(seen[str(key)]).split()[-1]
+                report.error(
+                    kpath, f"the key {key} appears twice, once as a {first} and once as a {_kind(key).split()[-1]}"
+                )
+                ok = False
+            seen.setdefault(str(key), key)
+            stack.append((val, kpath, False))
+    return ok
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "the boolean"
+    if isinstance(value, (int, float)):
+        return "the number"
+    if isinstance(value, str):
+        return "the string"
+    return f"a {type(value).__name__}"
 
 
 # the identity parameter that names a host's cluster, per module

@@ -1,4 +1,12 @@
-"""Writing bundles: only changed files are rewritten, files no longer produced are removed.
+"""Writing bundles into an output tree that sty must treat as hostile.
+
+outputs/ is committed and reviewed, so a pull request can plant anything in it (a symlink to /etc, a
+FIFO, a directory where a file goes), and sty often runs as root. Hence every operation here works
+relative to directory file descriptors opened with O_NOFOLLOW, from the output root down: no symlink
+is ever followed, nothing outside the output root can be reached, and a planted link is refused with
+one sentence rather than silently replaced. Files are written to a unique temporary name, fsynced and
+renamed over the target, so a reader (or a killed build) never sees half a file, and concurrent
+writers never collide on a temporary name. Files are deleted only when sty recorded writing them.
 
 outputs/ holds `<host>/` trees and `<host>.yml` manifests; anything else in it is left alone.
 """
@@ -6,11 +14,40 @@ outputs/ holds `<host>/` trees and `<host>.yml` manifests; anything else in it i
 from __future__ import annotations
 
 import difflib
+import errno
 import ipaddress
 import os
-import shutil
+import secrets as _random
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
+
+from sty.contract.exits import Exit, UsageError
+
+from .bundle import unsafe_path
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a planted FIFO never hangs
+_NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+TMP_SUFFIX = ".sty-tmp"
+
+
+class UnsafeTree(UsageError):
+    """The output tree holds something sty will not write through (a symlink, a special file): exit 2."""
+
+
+class WriteFailed(UsageError):
+    """The file system refused an operation (permissions, space, a lock held too long): exit 3.
+
+    It is a UsageError so that every command line that catches those prints one sentence, never a
+    traceback; `exit_code` tells a command line that distinguishes the two which code to use."""
+
+    exit_code = Exit.FAILED
 
 
 @dataclass
@@ -18,30 +55,236 @@ class WriteStats:
     written: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
+    stamps: dict[str, list[int]] = field(default_factory=dict)  # rel -> [size, mtime_ns] of files now in place
 
 
-def host_tree(outdir: Path, ip: str) -> dict[str, bytes]:
-    """What exists now for one host: relative path (under outdir) -> content."""
-    out: dict[str, bytes] = {}
-    manifest = outdir / f"{ip}.yml"
-    if manifest.is_file():
-        out[f"{ip}.yml"] = manifest.read_bytes()
-    root = outdir / ip
-    if root.is_dir():
-        for dirpath, _dirs, names in os.walk(root):
-            for name in names:
-                full = Path(dirpath) / name
-                out[str(full.relative_to(outdir))] = full.read_bytes()
+@dataclass
+class Found:
+    """A regular file found in the output tree, with the stamp the incremental cache compares."""
+
+    content: bytes
+    size: int
+    mtime_ns: int
+
+
+def _unsafe(outdir: Path, rel: str, what: str) -> UnsafeTree:
+    return UnsafeTree(f"{os.path.join(outdir, rel)}: {what}; sty follows no link and replaces no special file")
+
+
+def _failed(outdir: Path, rel: str, exc: OSError) -> WriteFailed:
+    return WriteFailed(f"{os.path.join(outdir, rel)}: {exc.strerror or exc}")
+
+
+def _kind(outdir: Path, dir_fd: int, name: str, rel: str) -> int | None:
+    """The file type of `name` (lstat: never through a link), None when absent."""
+    try:
+        return stat.S_IFMT(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _failed(outdir, rel, exc) from None
+
+
+class Tree:
+    """An output directory opened once, O_NOFOLLOW; every path below it is reached one component at a time."""
+
+    def __init__(self, outdir: Path) -> None:
+        self.outdir = outdir
+        self.stale: list[str] = []  # temporary files of killed builds, removed by the next one
+        try:
+            if os.path.islink(outdir):
+                raise _unsafe(outdir, "", "the output directory is a symbolic link")
+            outdir.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(outdir, _DIR_FLAGS)
+        except NotADirectoryError:
+            raise UnsafeTree(f"{outdir}: the output directory is not a directory") from None
+        except FileExistsError:
+            raise UnsafeTree(f"{outdir}: the output directory is not a directory") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _unsafe(outdir, "", "the output directory is a symbolic link") from None
+            raise _failed(outdir, "", exc) from None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> Tree:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def opendir(self, rel_dir: str, create: bool) -> int | None:
+        """An fd of `rel_dir` (relative, '/'-separated), creating missing directories when asked; None when
+        absent and not created. A component that is a link or not a directory is refused."""
+        fd = os.dup(self.fd)
+        done = ""
+        try:
+            for part in [p for p in rel_dir.split("/") if p]:
+                done = f"{done}/{part}" if done else part
+                kind = _kind(self.outdir, fd, part, done)
+                if kind is None:
+                    if not create:
+                        os.close(fd)
+                        return None
+                    try:
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                    except FileExistsError:
+                        pass  # another writer made it first: opened below with the same checks
+                elif kind == stat.S_IFLNK:
+                    raise _unsafe(self.outdir, done, "is a symbolic link sty did not make")
+                elif kind != stat.S_IFDIR:
+                    raise _unsafe(self.outdir, done, "is not a directory, and sty needs one here")
+                try:
+                    nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise _unsafe(self.outdir, done, "is not a plain directory") from None
+                    raise _failed(self.outdir, done, exc) from None
+                os.close(fd)
+                fd = nfd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def read(self, dir_fd: int, name: str, rel: str) -> Found:
+        """A regular file's content, opened O_NOFOLLOW|O_NONBLOCK and checked with fstat."""
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _unsafe(self.outdir, rel, "is a symbolic link sty did not make") from None
+            raise _failed(self.outdir, rel, exc) from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _unsafe(self.outdir, rel, "is not a regular file")
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return Found(b"".join(chunks), st.st_size, st.st_mtime_ns)
+        except OSError as exc:
+            raise _failed(self.outdir, rel, exc) from None
+        finally:
+            os.close(fd)
+
+    def scan(self, rel_dir: str, out: dict[str, Found]) -> None:
+        """Every file below `rel_dir` into `out` (rel path -> Found); a link or special file is refused."""
+        fd = self.opendir(rel_dir, create=False)
+        if fd is None:
+            return
+        try:
+            for name in sorted(os.listdir(fd)):
+                rel = f"{rel_dir}/{name}"
+                kind = _kind(self.outdir, fd, name, rel)
+                if kind == stat.S_IFDIR:
+                    self.scan(rel, out)
+                elif kind == stat.S_IFLNK:
+                    raise _unsafe(self.outdir, rel, "is a symbolic link sty did not make")
+                elif name.endswith(TMP_SUFFIX):
+                    self.stale.append(rel)  # left by a killed build: not part of any bundle
+                elif kind is not None:
+                    out[rel] = self.read(fd, name, rel)
+        except OSError as exc:
+            raise _failed(self.outdir, rel_dir, exc) from None
+        finally:
+            os.close(fd)
+
+    def write(self, dir_fd: int, name: str, rel: str, content: bytes) -> list[int]:
+        """Atomically put `content` at `name`: a unique temporary file, fsync, rename. Returns the stamp."""
+        kind = _kind(self.outdir, dir_fd, name, rel)
+        if kind == stat.S_IFLNK:
+            raise _unsafe(self.outdir, rel, "is a symbolic link sty did not make")
+        if kind not in (None, stat.S_IFREG):
+            raise _unsafe(self.outdir, rel, "is not a regular file")
+        tmp = f".{name[:100]}.{os.getpid()}.{_random.token_hex(6)}{TMP_SUFFIX}"
+        try:
+            fd = os.open(tmp, _NEW_FLAGS, 0o644, dir_fd=dir_fd)
+            try:
+                view = memoryview(content)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError as exc:
+            try:
+                os.unlink(tmp, dir_fd=dir_fd)
+            except OSError:
+                pass
+            raise _failed(self.outdir, rel, exc) from None
+        return [st.st_size, st.st_mtime_ns]
+
+    def remove(self, rel: str) -> bool:
+        """Unlink one file sty recorded writing, then the directories its removal left empty (up to the
+        host directory). Only a regular file is removed: a link or a directory in its place stays."""
+        parent, _, name = rel.rpartition("/")
+        fd = self.opendir(parent, create=False)
+        if fd is None:
+            return False
+        try:
+            if _kind(self.outdir, fd, name, rel) != stat.S_IFREG:
+                return False
+            os.unlink(name, dir_fd=fd)
+        except OSError as exc:
+            raise _failed(self.outdir, rel, exc) from None
+        finally:
+            os.close(fd)
+        self._prune(parent)
+        return True
+
+    def _prune(self, rel_dir: str) -> None:
+        """rmdir `rel_dir` and its parents while empty; stops at the output root."""
+        while rel_dir:
+            parent, _, name = rel_dir.rpartition("/")
+            fd = self.opendir(parent, create=False)
+            if fd is None:
+                return
+            try:
+                os.rmdir(name, dir_fd=fd)  # fails unless empty: files sty did not write keep their directory
+            except OSError:
+                return
+            finally:
+                os.close(fd)
+            rel_dir = parent
+
+
+def host_tree(outdir: Path, ip: str, tree: Tree | None = None) -> dict[str, Found]:
+    """What exists now for one host: relative path (under outdir) -> Found. Never reads through a link."""
+    if tree is None:
+        if not outdir.is_dir() or outdir.is_symlink():
+            if outdir.is_symlink():
+                raise _unsafe(outdir, "", "the output directory is a symbolic link")
+            return {}
+        with Tree(outdir) as own:
+            return host_tree(outdir, ip, own)
+    out: dict[str, Found] = {}
+    kind = _kind(outdir, tree.fd, f"{ip}.yml", f"{ip}.yml")
+    if kind == stat.S_IFLNK:
+        raise _unsafe(outdir, f"{ip}.yml", "is a symbolic link sty did not make")
+    if kind is not None:
+        out[f"{ip}.yml"] = tree.read(tree.fd, f"{ip}.yml", f"{ip}.yml")
+    tree.scan(ip, out)
     return out
 
 
+def host_contents(outdir: Path, ip: str) -> dict[str, bytes]:
+    """`host_tree` without the stamps: what `sty diff` compares."""
+    return {rel: found.content for rel, found in host_tree(outdir, ip).items()}
+
+
 def existing_hosts(outdir: Path) -> set[str]:
-    """Host names that have a bundle in outdir (IPv4-named dirs or manifests)."""
+    """Host names that have a bundle in outdir (IPv4-named entries or manifests)."""
     found: set[str] = set()
-    if not outdir.is_dir():
+    try:
+        names = os.listdir(outdir)
+    except OSError:
         return found
-    for entry in outdir.iterdir():
-        name = entry.name[:-4] if entry.name.endswith(".yml") else entry.name
+    for entry in names:
+        name = entry[:-4] if entry.endswith(".yml") else entry
         try:
             ipaddress.IPv4Address(name)
         except ValueError:
@@ -50,65 +293,139 @@ def existing_hosts(outdir: Path) -> set[str]:
     return found
 
 
-def write_host(outdir: Path, ip: str, desired: dict[str, bytes], stats: WriteStats) -> None:
-    current = host_tree(outdir, ip)
-    made: set[str] = set()
-    for rel, content in sorted(desired.items()):
-        if current.get(rel) == content:
-            stats.unchanged += 1
-            continue
-        target = os.path.join(outdir, rel)
-        parent = os.path.dirname(target)
-        if parent not in made:
-            os.makedirs(parent, exist_ok=True)
-            made.add(parent)
-        if rel in current:  # replace atomically: readers never see half a file
-            tmp = os.path.join(parent, f".{os.path.basename(target)}.sty-tmp")
-            _write(tmp, content)
-            os.replace(tmp, target)
-        else:
-            _write(target, content)
-        stats.written.append(rel)
-    for rel in sorted(set(current) - set(desired)):
-        (outdir / rel).unlink()
-        stats.removed.append(rel)
-    _prune_empty_dirs(outdir / ip)
-
-
-def _write(path: str, content: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+def manifest_files(ip: str, found: Found | None) -> set[str]:
+    """The files a sty manifest says sty wrote for this host (the record that survives `make clean`, when
+    the incremental state is gone): rel paths under the output root, the manifest included. A file that
+    is not a sty manifest records nothing."""
+    if found is None:
+        return set()
     try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view) :]
+        doc = yaml.load(found.content, Loader=_LOADER)
+    except (yaml.YAMLError, ValueError):
+        return set()
+    if not isinstance(doc, dict) or "sty_manifest" not in doc or not isinstance(doc.get("files"), list):
+        return set()
+    out = {f"{ip}.yml"}
+    for entry in doc["files"]:
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if not unsafe_path(path):
+            out.add(f"{ip}{path}")
+    return out
+
+
+def write_host(
+    tree: Tree, ip: str, desired: dict[str, bytes], current: dict[str, Found], owned: set[str]
+) -> WriteStats:
+    """Bring one host's files to `desired`; remove the files no longer produced that sty recorded writing."""
+    stats = WriteStats()
+    dirs: dict[str, int] = {}
+    try:
+        for rel, content in sorted(desired.items()):
+            now = current.get(rel)
+            if now is not None and now.content == content:
+                stats.unchanged += 1
+                stats.stamps[rel] = [now.size, now.mtime_ns]
+                continue
+            parent, _, name = rel.rpartition("/")
+            if parent not in dirs:
+                dirs[parent] = tree.opendir(parent, create=True)  # type: ignore[assignment]
+            stats.stamps[rel] = tree.write(dirs[parent], name, rel, content)
+            stats.written.append(rel)
     finally:
-        os.close(fd)
+        for fd in dirs.values():
+            os.close(fd)
+    for rel in sorted((set(current) - set(desired)) & owned):
+        if tree.remove(rel):
+            stats.removed.append(rel)
+    return stats
 
 
-def remove_host(outdir: Path, ip: str, stats: WriteStats) -> None:
-    for rel in sorted(host_tree(outdir, ip)):
-        stats.removed.append(rel)
-    manifest = outdir / f"{ip}.yml"
-    if manifest.exists():
-        manifest.unlink()
-    if (outdir / ip).is_dir():
-        shutil.rmtree(outdir / ip)
+def remove_host(tree: Tree, current: dict[str, Found], owned: set[str]) -> WriteStats:
+    """A host gone from the inventory: remove what sty recorded writing for it, nothing else."""
+    stats = WriteStats()
+    for rel in sorted(set(current) & owned):
+        if tree.remove(rel):
+            stats.removed.append(rel)
+    return stats
 
 
-def _prune_empty_dirs(root: Path) -> None:
-    if not root.is_dir():
-        return
-    for dirpath, dirs, files in os.walk(root, topdown=False):
-        if not dirs and not files and Path(dirpath) != root:
+@contextmanager
+def locked(store: Path, outdir: Path, timeout: float) -> Iterator[None]:
+    """Hold `<store>/lock` (fcntl) for a whole build: two builds into one output directory would otherwise
+    interleave their writes and their cache records. A second build waits up to `timeout` seconds.
+
+    The lock file is removed on release (the store holds only state a user can inspect); a waiter that then
+    wins the lock on the removed file sees that the path no longer names its file and locks the new one."""
+    import fcntl
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        fd = open_private(store, "lock", os.O_RDWR | os.O_CREAT)
+        while True:
             try:
-                os.rmdir(dirpath)
-            except OSError:
-                pass
-        elif Path(dirpath) != root:
-            try:
-                os.rmdir(dirpath)  # succeeds only when empty after children were pruned
-            except OSError:
-                pass
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise WriteFailed(
+                        f"{outdir}: another sty build has held this output directory for {timeout:.0f} s; "
+                        "try again when it is done"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            same = os.stat(store / "lock", follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed it as we waited: lock the current file
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(store / "lock")  # still holding the lock: nobody else owns this path now
+        except OSError:
+            pass
+        os.close(fd)  # closing releases the lock
+
+
+def open_private(store: Path, name: str, flags: int, mode: int = 0o600) -> int:
+    """Open a file of the store directory (`.sty/<out>/`), which is made when missing; the directory and the
+    file must not be links (the store is beside a committed tree, and sty writes it as root)."""
+    try:
+        for part in (store.parent, store):
+            if part.is_symlink():
+                raise UnsafeTree(
+                    f"{part}: is a symbolic link sty did not make; sty keeps its state only in a plain directory"
+                )
+        if not store.exists():
+            store.mkdir(parents=True, mode=0o700)  # it holds the secret store: private from the start
+            os.chmod(store, 0o700)  # mkdir's mode passes through the umask
+        return os.open(store / name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeTree(f"{store / name}: is a symbolic link sty did not make") from None
+        raise WriteFailed(f"{store / name}: {exc.strerror or exc}") from None
+
+
+def write_private(store: Path, name: str, content: bytes) -> None:
+    """Atomically replace a store file (unique temporary name, fsync, rename)."""
+    tmp = f".{name}.{os.getpid()}.{_random.token_hex(6)}.tmp"
+    fd = open_private(store, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        try:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(store / tmp, store / name)
+    except OSError as exc:
+        (store / tmp).unlink(missing_ok=True)
+        raise WriteFailed(f"{store / name}: {exc.strerror or exc}") from None
 
 
 def unified(rel: str, old: bytes | None, new: bytes | None) -> str:

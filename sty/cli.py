@@ -54,13 +54,29 @@ def _compile(inventory: str, facts_dir: str | None, strict: bool):
         n = len(exc.report.errors)
         click.echo(f"{inventory}: {n} error(s); nothing was written", err=True)
         sys.exit(Exit.INVALID)
+    except OSError as exc:  # a facts or secrets file that cannot be read
+        _fail_os(exc)
     _print_report(compiled.report)
     return compiled
 
 
-def _fail_usage(message: str) -> None:
+def _fail_os(exc: OSError) -> None:
+    """The file system refused (a read-only or full output directory, a name over 255 bytes): the operation
+    failed, not the input; one sentence naming the path, exit 3."""
+    where = exc.filename if exc.filename is not None else "sty"
+    click.echo(f"error: {where}: {exc.strerror or exc}", err=True)
+    sys.exit(Exit.FAILED)
+
+
+def _fail_usage(message: str, code: int = Exit.INVALID) -> None:
     click.echo(f"error: {message}", err=True)
-    sys.exit(Exit.INVALID)
+    sys.exit(code)
+
+
+def _fail_refused(exc: UsageError) -> None:
+    """A UsageError is the user's to fix (exit 2) unless it says the operation failed (the writer's
+    WriteFailed carries `exit_code` 3: the file system refused)."""
+    _fail_usage(str(exc), getattr(exc, "exit_code", Exit.INVALID))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,7 +101,9 @@ def build(inventory, outdir, facts_dir, strict, target, no_cache, quiet):
     try:
         result = run_build(compiled, Path(outdir), target, use_cache=not no_cache)
     except UsageError as exc:
-        _fail_usage(str(exc))
+        _fail_refused(exc)
+    except OSError as exc:
+        _fail_os(exc)
     except InventoryError as exc:
         _print_report(exc.report)
         sys.exit(Exit.INVALID)
@@ -123,7 +141,9 @@ def diff(inventory, outdir, facts_dir, strict, target, stat):
     try:
         result = run_diff(compiled, Path(outdir), target)
     except UsageError as exc:
-        _fail_usage(str(exc))
+        _fail_refused(exc)
+    except OSError as exc:
+        _fail_os(exc)
     except InventoryError as exc:
         _print_report(exc.report)
         sys.exit(Exit.INVALID)

@@ -489,6 +489,7 @@ def test_unknown_parameter_without_a_close_name(compile_inv, inventory):
 
 def test_strict_turns_the_unknown_parameter_warning_into_an_error(compile_inv, inventory, tmp_path):
     (tmp_path / "secrets.yml").write_text(yaml.safe_dump(OWN_SECRETS))
+    (tmp_path / "secrets.yml").chmod(0o600)  # a secrets file others can read is warned about
     strict_clean = compile_inv(inventory, strict=True)  # no warnings left once secrets are set
     assert not strict_clean.report.warnings and not strict_clean.report.errors
 

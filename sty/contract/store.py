@@ -1,20 +1,60 @@
 """The secret store: `.sty/<outdir>/secrets.yml`, written by `sty build`, read by the apply stage.
 
 It maps each placeholder name (`pg-test/pg_users/dbuser_meta/password`) to its value; names ending in
-`/scram` hold PostgreSQL SCRAM-SHA-256 verifiers derived from a password. The file is git-ignored, mode 0600.
+`/scram` hold PostgreSQL SCRAM-SHA-256 verifiers. The store is git-ignored and private: its directory is
+0700 and the file 0600, repaired (with a warning) when found looser, and it is replaced through a fresh
+temporary file (O_EXCL|O_NOFOLLOW, fsynced, renamed) so a planted symlink is never followed.
+
+SCRAM verifiers get a random salt the first time a password is seen and are kept in the store: a rebuild
+reuses the stored verifier as long as it still accepts the password (outputs and the store stay stable),
+and a changed password gets a new salt. A salt derived from the password would make equal passwords give
+equal verifiers across clusters and installations, which reveals reuse and allows precomputation.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
+import hmac
 import os
+import re
+import secrets
+import stat
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+_SCRAM = re.compile(r"SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)")
+
+
+def _stderr_warning(path: str, message: str) -> None:
+    print(f"warning: {path}: {message}", file=sys.stderr)
+
+
+# How a repaired permission is reported; the command line's format by default (the contract has no Report).
+warn: Callable[[str, str], None] = _stderr_warning
+_warned: set[tuple[str, int]] = set()
+
+
+class ScramSecret(str):
+    """A verifier computed at render time that still knows its password, so the store can keep the verifier
+    it already has for that password (or salt a new one). As a string it is a deterministic verifier: members
+    of one cluster agree on it and a render is reproducible; only `write_store` turns it into the salted one."""
+
+    password: str
+
+    def __new__(cls, verifier: str, password: str) -> ScramSecret:
+        obj = super().__new__(cls, verifier)
+        obj.password = password
+        return obj
 
 
 def store_dir(outdir: Path) -> Path:
@@ -23,41 +63,129 @@ def store_dir(outdir: Path) -> Path:
     return outdir.parent / ".sty" / outdir.name
 
 
+def _tighten(path: Path, mode: int, what: str) -> None:
+    """Give a store path `mode` if it allows more; say so once, since a looser mode may already have leaked it."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        return  # never chmod through a link; write_store replaces a linked file
+    current = stat.S_IMODE(st.st_mode)
+    if current & ~mode & 0o777:
+        os.chmod(path, mode)
+        key = (str(path), current)
+        if key not in _warned:
+            _warned.add(key)
+            warn(str(path), f"the secret {what} was mode {current:04o}, readable by others; set to {mode:04o}")
+
+
+def secure_store(outdir: Path) -> Path:
+    """The store's directory, created 0700, with the directory and the file tightened when found looser."""
+    directory = store_dir(outdir)
+    if not directory.exists():
+        directory.mkdir(parents=True, mode=DIR_MODE)
+        os.chmod(directory, DIR_MODE)  # mkdir's mode passes through the umask
+    _tighten(directory, DIR_MODE, "store directory")
+    _tighten(directory / "secrets.yml", FILE_MODE, "store")
+    return directory
+
+
 def read_store(outdir: Path) -> dict[str, str]:
     path = store_dir(outdir) / "secrets.yml"
+    if path.is_symlink():  # sty never makes one: read nothing through it, and write_store replaces it
+        warn(str(path), "the secret store is a symbolic link; it is ignored and will be replaced by a file")
+        return {}
     if not path.exists():
         return {}
+    secure_store(outdir)
     data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER) or {}
-    return {str(k): str(v) for k, v in data.items()}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def write_store(outdir: Path, values: dict[str, str]) -> None:
-    """Rewrite the store only when its content changes; mode 0600."""
+    """Rewrite the store only when its content changes (mode 0600 in a 0700 directory); SCRAM verifiers
+    computed at render time become the stored ones (see ScramSecret)."""
     path = store_dir(outdir) / "secrets.yml"
-    text = yaml.dump(dict(sorted(values.items())), Dumper=_DUMPER, default_flow_style=False, allow_unicode=True)
-    if path.exists() and path.read_text(encoding="utf-8") == text:
+    old = read_store(outdir)
+    final = {name: _stored_value(value, old.get(name, "")) for name, value in values.items()}
+    text = yaml.dump(dict(sorted(final.items())), Dumper=_DUMPER, default_flow_style=False, allow_unicode=True)
+    directory = secure_store(outdir)
+    if not path.is_symlink() and path.exists() and path.read_text(encoding="utf-8") == text:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    _replace(directory, path, text)
 
 
-@functools.lru_cache(maxsize=4096)
-def scram_verifier(password: str, seed: str, iterations: int = 4096) -> str:
-    """PostgreSQL's SCRAM-SHA-256 verifier. The salt is derived from the seed and the password so
-    that the same password always gives the same verifier (no spurious diffs, no state to keep)."""
-    import base64
-    import hmac
+def _stored_value(value: str, previous: str) -> str:
+    """A render-time SCRAM verifier becomes the stored verifier while that still accepts the password, else
+    one with a fresh random salt; every other value is stored as it is."""
+    if not isinstance(value, ScramSecret):
+        return str(value)
+    password = value.password
+    if not password or password.startswith(("SCRAM-SHA-256$", "md5")):
+        return str(value)  # empty, or given as a verifier already
+    if previous and scram_accepts(previous, password):
+        return previous
+    return scram_verifier(password)
 
-    if password.startswith(("SCRAM-SHA-256$", "md5")):
-        return password  # already a verifier
-    salt = hashlib.sha256(f"sty-scram:{seed}:{password}".encode()).digest()[:16]
+
+def _replace(directory: Path, path: Path, text: str) -> None:
+    """Write a unique temporary file that cannot be a planted link (O_EXCL|O_NOFOLLOW), fsync it and rename it
+    over the store, so a reader sees the old store or the new one, never a part or another file."""
+    tmp = directory / f".secrets.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _verifier(password: str, salt: bytes, iterations: int) -> str:
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     client_key = hmac.new(salted, b"Client Key", "sha256").digest()
     stored_key = hashlib.sha256(client_key).digest()
     server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+    return f"SCRAM-SHA-256${iterations}:{_b64(salt)}${_b64(stored_key)}:{_b64(server_key)}"
+
+
+def scram_verifier(password: str, seed: str | None = None, iterations: int = 4096) -> str:
+    """PostgreSQL's SCRAM-SHA-256 verifier of a password, with a random salt. With a seed the salt is derived
+    from the seed and the password instead: only for values that never reach a host (the checkers' stand-ins,
+    the render-time value a ScramSecret carries), where reproducibility matters and secrecy does not."""
+    if password.startswith(("SCRAM-SHA-256$", "md5")):
+        return password  # already a verifier
+    if seed is None:
+        return _verifier(password, os.urandom(16), iterations)
+    return _seeded(password, seed, iterations)
+
+
+@functools.lru_cache(maxsize=4096)
+def _seeded(password: str, seed: str, iterations: int) -> str:
+    """A reproducible verifier (cached: every member of a cluster renders the same users)."""
+    return _verifier(password, hashlib.sha256(f"sty-scram:{seed}:{password}".encode()).digest()[:16], iterations)
+
+
+def scram_accepts(verifier: str, password: str) -> bool:
+    """Whether a SCRAM-SHA-256 verifier was made from this password (what the server checks at login)."""
+    m = _SCRAM.fullmatch(verifier or "")
+    if not m:
+        return False
+    try:
+        salt = base64.b64decode(m[2], validate=True)
+    except ValueError:
+        return False
+    return hmac.compare_digest(_verifier(password, salt, int(m[1])), verifier)

@@ -17,7 +17,8 @@ from typing import Any
 from ...bundle import Action, Directory, FileSpec, HostBundle
 from ...errors import Report, join_path
 from ...model import Host
-from ...render import one_line, render
+from ...render import RenderError, render
+from ...secrets import LINE_BREAK_RULE, line_break_free
 from .model import MODULE, PgCluster, PgInstance
 
 PGBACKREST_SETTINGS = ("archive_mode", "archive_command", "archive_timeout")
@@ -96,7 +97,8 @@ def _repo_options(host: Host, cluster: PgCluster, b: HostBundle, method: str, re
         value = repo[key]
         if key in PGBACKREST_SECRET_FIELDS:
             name = f"{cluster.name}/pgbackrest_repo/{method}/{key}"
-            one_line(b.secret_value(name, value))
+            if not line_break_free(b.secret_value(name, value)):  # named: the filter's words would not say which
+                raise RenderError(f"the secret {name}: {LINE_BREAK_RULE}")
             value = b.secret(name, value)
         elif isinstance(value, bool):
             value = "y" if value else "n"

@@ -20,6 +20,7 @@ from ...bundle import DAEMON_RELOAD, FileSpec, HostBundle, Port, Unit, restart
 from ...errors import Report
 from ...model import Host
 from ...render import RenderError, one_line, render
+from ...secrets import LINE_BREAK_RULE
 from .model import MODULE, PgCluster
 
 # exporter command-line options go into a single-quoted EnvironmentFile value and are split on blanks
@@ -96,7 +97,10 @@ def _url_override(b: HostBundle, host: Host, key: str) -> str | None:
     if not value:
         return None
     name = f"{host.ip}/{key}"
-    env_quote(b.secret_value(name, value))  # refuses what cannot be written into the file
+    try:
+        env_quote(b.secret_value(name, value))  # refuses what cannot be written into the file
+    except RenderError:  # the filter's words, with the secret's name instead of its value
+        raise RenderError(f"the secret {key} ({host.params.source(key)}): {LINE_BREAK_RULE}") from None
     return b.secret(name, value)
 
 

@@ -8,11 +8,39 @@ Only users with `pgbouncer: true` and databases not opted out (`pgbouncer: false
 from __future__ import annotations
 
 from ...bundle import DAEMON_RELOAD, Directory, FileSpec, HostBundle, Port, Unit, reload, restart
+from ...errors import Report
 from ...model import Fleet, Host
 from ...render import render
-from .model import MODULE, PgCluster, PgInstance
+from ...secrets import pick
+from .model import MODULE, PgCluster, PgInstance, PgsqlModel, list_path
 from .pg_hba import hba_context, render_hba_file
-from .provision import user_scram
+from .provision import password_secret, user_scram
+
+
+def passwordless_pooled(fleet: Fleet, overrides: dict[str, str], report: Report) -> None:
+    """A warning per pooled user without a password (inventory or secrets.yml): pgbouncer could not log it in,
+    and the apply stage refuses to ship its empty verifier, so say it at build time with the fix. The userlist
+    keeps the user's placeholder: outputs/ do not depend on which secrets secrets.yml holds."""
+    model = fleet.derived.get(MODULE)
+    if not isinstance(model, PgsqlModel):
+        return
+    for cluster in model.clusters.values():
+        p = cluster.params()
+        if not p.get("pgbouncer_enabled"):
+            continue
+        for i, user in enumerate(p.combined("pg_users")):
+            if not isinstance(user, dict) or not user.get("pgbouncer") or user.get("state", "create") == "absent":
+                continue
+            if not isinstance(user.get("name"), str):
+                continue
+            secret_name, inventory_value = password_secret(p, cluster, user)
+            if pick(secret_name, inventory_value, overrides):
+                continue
+            report.warning(
+                list_path(p, "pg_users", "pg_default_roles", i),
+                f"pooled user {user['name']} has no password, so pgbouncer cannot log it in and apply refuses "
+                f"its empty verifier: set {secret_name} in secrets.yml (or password: here), or pgbouncer: false",
+            )
 
 
 def _files(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster, b: HostBundle) -> dict[str, tuple]:

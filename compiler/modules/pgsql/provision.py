@@ -37,7 +37,7 @@ from typing import Any
 from ...bundle import Action, Directory, FileSpec, HostBundle
 from ...errors import join_path
 from ...render import RenderError, render
-from ...secrets import scram_verifier
+from ...secrets import LINE_BREAK_RULE, ScramSecret, line_break_free, scram_verifier
 from .model import MODULE, PgCluster, PgsqlModel, list_path
 from .provision_check import parse_default_privilege
 from .sql import extension_sql, guc_values
@@ -61,10 +61,9 @@ DATABASE_OPTIONS = (
 DATABASE_CHOICES = {"strategy": ("FILE_COPY", "WAL_LOG"), "locale_provider": ("libc", "icu", "builtin")}
 
 
-def user_scram(b: HostBundle, p, cluster: PgCluster, user: dict[str, Any]) -> str | None:
-    """The placeholder of a user's SCRAM verifier, shared by pgbouncer's userlist and the role SQL.
-    System users take their pg_*_password. None when the user has no password and is not pooled; a
-    pooled user without one gets an empty secret, which apply refuses to ship until secrets.yml has it."""
+def password_secret(p, cluster: PgCluster, user: dict[str, Any]) -> tuple[str, Any]:
+    """(secret name, inventory value) of a user's password: system users take their pg_*_password. One
+    definition for the verifier the bundles carry and for the build's warning about pooled users without one."""
     name = user["name"]
     system = {
         p["pg_monitor_username"]: "pg_monitor_password",
@@ -73,12 +72,23 @@ def user_scram(b: HostBundle, p, cluster: PgCluster, user: dict[str, Any]) -> st
         p["pg_dbsu"]: "pg_dbsu_password",
     }
     if name in system:
-        value = b.secret_value(f"{cluster.name}/{system[name]}", p.get(system[name]))
-    else:
-        value = b.secret_value(f"{cluster.name}/pg_users/{name}/password", user.get("password"))
+        return f"{cluster.name}/{system[name]}", p.get(system[name])
+    return f"{cluster.name}/pg_users/{name}/password", user.get("password")
+
+
+def user_scram(b: HostBundle, p, cluster: PgCluster, user: dict[str, Any]) -> str | None:
+    """The placeholder of a user's SCRAM verifier, shared by pgbouncer's userlist and the role SQL.
+    None when the user has no password and is not pooled; a pooled user without one gets an empty secret,
+    which apply refuses to ship until secrets.yml has it (the build warns: pgbouncer.passwordless_pooled).
+    The value is a ScramSecret: the store keeps a randomly salted verifier per password (sty.contract.store)."""
+    name = user["name"]
+    secret_name, inventory_value = password_secret(p, cluster, user)
+    value = b.secret_value(secret_name, inventory_value)
     if not value and not user.get("pgbouncer"):
         return None
-    derived = scram_verifier(value, name) if value else ""
+    if not line_break_free(value):
+        raise RenderError(f"the secret {secret_name}: {LINE_BREAK_RULE}")
+    derived = ScramSecret(scram_verifier(value, name), value) if value else ""
     return b.secret(f"{cluster.name}/pg_users/{name}/scram", derived)
 
 
