@@ -295,6 +295,8 @@ PATTERN_SENTENCES = {
         "is not a valid name: up to 63 letters, digits, '_', '.', '$' or '-', not starting with '.', '$' or '-'"
     ),
     "^[0-9]+$": "is not a number (digits only)",
+    "^[a-z_][a-z0-9_-]{0,31}$": "is not a valid user name: up to 32 lowercase letters, digits, '_' or '-'",
+    "^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,252}$": "is not a host name or address (letters, digits, '.', ':', '-' and '_')",
     "^[^/\\s]+\\.ya?ml$": "is not a plain file name ending in .yml or .yaml",
     "^([0-9a-fA-F]{64})?$": "is not 64 hexadecimal digits (or empty)",
 }

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from sty.cli import main
 from sty.compiler import loader
+from sty.compiler.errors import InventoryError
 from sty.compiler.schema import registry
 
 SHIPPED_TEXT = (ROOT / "pigsty.yml").read_text(encoding="utf-8")
@@ -424,3 +425,24 @@ def test_hostile_inventories_fail_cleanly_and_keep_secrets(tmp_path_factory, dat
         assert any(line.startswith("error: ") for line in result.stderr.splitlines()), result.stderr[-3000:]
     for secret in (*SECRETS.values(), USER_SECRET):
         assert secret not in out, f"{secret} printed:\n{out[-3000:]}"
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("ansible_user", "root@evil"),
+        ("ansible_user", "-oProxyCommand=x"),
+        ("ansible_host", "-oProxyCommand=touch /tmp/x"),
+        ("ansible_host", "10.10.10.11 evil"),
+        ("node_admin_username", "../../root"),
+        ("node_ssh_user", "a b"),
+    ],
+)
+def test_connection_fields_reach_ssh_and_useradd_only_when_well_formed(compile_inv, inventory, key, value):
+    """They become the rsync/ssh destination and `useradd --home-dir`: no options, spaces or paths."""
+    inventory["all"]["children"]["pg-test"]["hosts"]["10.10.10.11"][key] = value
+    with pytest.raises(InventoryError) as caught:
+        compile_inv(inventory)
+    problems = [p for p in caught.value.report.errors if p.path.endswith(f"10.10.10.11.{key}")]
+    assert len(problems) == 1, caught.value.report.errors
+    assert ("host name" if key == "ansible_host" else "is not a valid user name") in problems[0].message
