@@ -67,6 +67,7 @@ class Fleet:
     hosts: dict[str, Host]
     derived: dict[str, Any] = field(default_factory=dict)  # module -> its model (no other module reads it)
     board: Board = field(default_factory=Board)  # the records modules publish for each other
+    overrides: dict[str, str] = field(default_factory=dict)  # secrets.yml's values (names -> values), never printed
 
     def group_hosts(self, name: str) -> list[Host]:
         group = self.inventory.groups.get(name)

@@ -52,7 +52,7 @@ def compile_fleet(inventory: str | Path, facts_dir: str | Path | None = None, st
 
     facts_path = Path(facts_dir) if facts_dir else inventory.parent / "facts"
     hosts = build_hosts(inv, reg, facts_path if facts_path.is_dir() else None, report)
-    fleet = Fleet(inventory=inv, registry=reg, hosts=hosts)
+    fleet = Fleet(inventory=inv, registry=reg, hosts=hosts, overrides=overrides)
     modules = all_modules()  # in phase order
     for host in hosts.values():
         host.modules = [m.name for m in modules if m.is_member(host, fleet)]

@@ -267,3 +267,18 @@ def test_store_write_never_follows_a_planted_link(tmp_path):
     values = yaml.safe_load(store.read_text())
     assert values["a/b"] == "value" and scram_accepts(values["c/scram"], "pw")
     assert sorted(os.listdir(directory)) == ["secrets.tmp", "secrets.yml"]  # no temporary file left behind
+
+
+def test_a_pooled_user_without_a_password_is_warned_about_with_the_fix(compile_inv, inventory):
+    """apply refuses an empty verifier for pgbouncer's auth_file: build says so first, naming the secret."""
+    warnings = {p.path: p.message for p in compile_inv(inventory).report.warnings if "pooled user" in p.message}
+    assert set(warnings) == {
+        "all.children.pg-meta.vars.pg_users[0]",
+        "all.children.pg-meta.vars.pg_users[1]",
+        "all.children.pg-test.vars.pg_users[0]",
+    }
+    assert "set pg-test/pg_users/test/password in secrets.yml" in warnings["all.children.pg-test.vars.pg_users[0]"]
+    inventory["all"]["children"]["pg-test"]["vars"]["pg_users"][0]["password"] = "Own.Test.2"
+    inventory["all"]["children"]["pg-meta"]["vars"]["pg_users"][0]["pgbouncer"] = False
+    still = {p.path for p in compile_inv(inventory).report.warnings if "pooled user" in p.message}
+    assert still == {"all.children.pg-meta.vars.pg_users[1]"}

@@ -27,6 +27,10 @@ OWN_SECRETS = {
     "etcd_root_password": "Own.Etcd.1",
     "grafana_admin_password": "Own.Grafana.1",
     "grafana_view_password": "Own.GrafanaView.1",
+    # the shipped inventory's pooled users (pgbouncer logs them in with these)
+    "pg-meta/pg_users/dbuser_meta/password": "Own.Meta.1",
+    "pg-meta/pg_users/dbuser_view/password": "Own.View.1",
+    "pg-test/pg_users/test/password": "Own.Test.1",
 }
 
 

@@ -25,7 +25,7 @@ from .exporters import env_quote, exporter_ports, render_exporters
 from .model import MODULE, PgCluster, PgInstance, PgsqlModel, Service, build_model, check_primary, pgsql_model
 from .patroni import pg_setting, render_patroni
 from .pg_hba import render_pg_hba
-from .pgbouncer import render_pgbouncer
+from .pgbouncer import passwordless_pooled, render_pgbouncer
 from .ports import check_listeners, instance_ports
 from .provision import render_sql
 from .provision_check import PROVISION_PARAMS, check_provision, parse_default_privilege
@@ -69,6 +69,9 @@ class PgsqlModule(FleetModule):
         return bool(host.params.raw("pg_cluster"))
 
     # -- model and cross-host rules -------------------------------------------------------------
+    def review(self, fleet: Fleet, report: Report) -> None:
+        passwordless_pooled(fleet, fleet.overrides, report)
+
     def derive(self, fleet: Fleet, report: Report) -> None:
         fleet.board.publish(self.name, *module_alert_rules(self.name))
         model = build_model(fleet, report)
