@@ -32,13 +32,6 @@ def module_order() -> tuple[str, ...]:
     return tuple(m.name for m in all_modules())
 
 
-def __getattr__(name: str) -> tuple[str, ...]:
-    """`ORDER`: `module_order()` as a name, computed when read (it imports the modules, this file must not)."""
-    if name == "ORDER":
-        return module_order()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 @cache
 def _instances(registry: tuple[str, ...]) -> tuple[FleetModule, ...]:
     classes: list[type[FleetModule]] = []
