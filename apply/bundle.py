@@ -69,22 +69,26 @@ class Bundle:
 
     def certificates(self, sign: Signer | None) -> dict[str, bytes]:
         """The signed certificates, keys and CA; their entries join the manifest so they install like files."""
-        certs = self.manifest.certificates
-        if not certs:
+        certs, trust = self.manifest.certificates, self.manifest.trust
+        if not certs and not trust:
             return {}
         if sign is None:
-            raise ApplyError(f"{self.ip}: the bundle needs certificates but no CA was given")
+            raise ApplyError(f"{self.ip}: the bundle needs the fleet CA but no CA was given")
         files = sign(self.outdir, self.manifest)
+        if trust and CA_PATH not in files:
+            raise ApplyError(f"{self.ip}: the signer gave no CA certificate for {', '.join(trust)}")
+        for path in trust:
+            files[path] = files[CA_PATH]
         pem = FileEntry(path="", module="node", format="pem", sha256="")
-        entries = []
-        if CA_PATH in files:  # the fleet CA, trusted by every host that has certificates
+        entries = [replace(pem, path=path) for path in trust]
+        if CA_PATH in files and CA_PATH not in trust:  # manifests from before `trust`: the CA comes with certificates
             entries.append(replace(pem, path=CA_PATH))
         for cert in certs:
             entries.append(replace(pem, path=cert.cert, owner=cert.owner, group=cert.owner))
             entries.append(replace(pem, path=cert.key, owner=cert.owner, group=cert.owner, mode="0600"))
         known = {f.path for f in self.manifest.files}
         self.manifest.files.extend(e for e in entries if e.path not in known)
-        return files
+        return {e.path: files[e.path] for e in entries}  # what the manifest now lists, nothing more
 
 
 def bundle_hosts(outdir: Path) -> list[str]:

@@ -58,6 +58,8 @@ def _host_drift(bundle: Bundle, remote: Remote, values: dict[str, str]) -> list[
                 f" (live) != {entry.owner}:{entry.group} {entry.mode} (bundle)\n"
             )
     wanted = {f.path for f in bundle.manifest.files}
+    # signed at apply time (their content is the CA's, not the bundle's): still the bundle's files
+    wanted |= {p for c in bundle.manifest.certificates for p in (c.cert, c.key)} | set(bundle.manifest.trust)
     for path in sorted(set(record.get("files", {})) - wanted):
         diffs.append(f"{ip}:{path}: applied before, no longer in the bundle (would be removed)\n")
     return diffs

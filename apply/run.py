@@ -22,7 +22,7 @@ from sty import contract
 from sty.contract.store import read_store
 
 from . import plan as P
-from .bundle import ApplyError, Bundle, Signer, select_hosts
+from .bundle import CA_PATH, ApplyError, Bundle, Signer, select_hosts
 from .handlers import action_handler, waves
 from .remote import AGENT, REMOTE_ROOT, Remote, RemoteError, SshOptions
 
@@ -264,7 +264,8 @@ class HostRun:
             limit = HEALTH_TIMEOUT.get(name, DEFAULT_HEALTH_TIMEOUT)
             self.wait(lambda n=name: self.remote.run(f"systemctl is-active {n}", check=False).exited == 0, limit, name)
             if probe.startswith("http"):
-                cmd = f"curl -fsS -o /dev/null --max-time 3 {shlex.quote(probe)}"
+                trust = f"--cacert {CA_PATH} " if probe.startswith("https:") else ""  # the fleet CA, on every node
+                cmd = f"curl -fsS -o /dev/null --max-time 3 {trust}{shlex.quote(probe)}"
                 self.wait(lambda c=cmd: self.remote.run(c, check=False).exited == 0, limit, f"{name} at {probe}")
             elif probe.startswith("port:"):
                 port = probe.split(":", 1)[1]

@@ -95,7 +95,8 @@ def test_etcd_endpoint_health(host):
     if not has(host, "etcd"):
         pytest.skip("not an etcd member")
     port = next(p["port"] for p in me(host)["ports"] if p["component"] == "etcd")
-    out = host.run(f"etcdctl --endpoints http://{host.backend.hostname}:{port} endpoint health")
+    tls = "--cacert /etc/etcd/ca.crt --cert /etc/etcd/server.crt --key /etc/etcd/server.key"  # the member's own
+    out = host.run(f"etcdctl {tls} --endpoints https://{host.backend.hostname}:{port} endpoint health")
     assert out.rc == 0 and "is healthy" in out.stdout + out.stderr, out.stdout + out.stderr
 
 
@@ -200,14 +201,15 @@ def test_dnsmasq_resolves_instances(host):
 
 
 def test_vmetrics_scrapes_node_exporters(host):
-    """VictoriaMetrics on the infra node scrapes every node's node_exporter, and finds it up."""
+    """VictoriaMetrics on the infra node scrapes every node's node_exporter and every etcd member (over TLS, with
+    its client certificate from the fleet CA), and finds them up."""
     ports = {p["component"]: p["port"] for p in me(host)["ports"]}
     if "vmetrics" not in ports:
         pytest.skip("no VictoriaMetrics here")
     want = set()
     for ip in discover(OUTDIR):
         for p in manifest_of(ip)["ports"]:
-            if p["component"] == "node_exporter":
+            if p["component"] in ("node_exporter", "etcd"):
                 want.add(f"{ip}:{p['port']}")
     query = shlex.quote(f"http://{host.backend.hostname}:{ports['vmetrics']}/api/v1/query?query=up")
     up: dict[str, str] = {}
@@ -220,4 +222,6 @@ def test_vmetrics_scrapes_node_exporters(host):
             if all(up.get(t) == "1" for t in want):
                 return
         time.sleep(3)
-    assert all(up.get(t) == "1" for t in want), f"node_exporter targets not up: { {t: up.get(t) for t in want} }"
+    assert all(up.get(t) == "1" for t in want), (
+        f"node_exporter or etcd targets not up: { {t: up.get(t) for t in want} }"
+    )

@@ -285,6 +285,7 @@ def _save_state(
 class DiffResult:
     diffs: list[str]
     impact: dict[str, list[str]]  # ip -> human summary lines
+    foreign: dict[str, list[str]] = field(default_factory=dict)  # ip -> files sty did not write (left alone)
 
     @property
     def changed(self) -> bool:
@@ -292,28 +293,49 @@ class DiffResult:
 
 
 def diff(compiled: Compiled, outdir: Path, target: str | None = None) -> DiffResult:
+    """What a build would change, file by file. A file sty did not write is not a change (a build leaves it
+    where it is and apply never ships it): it is listed apart, so the reviewer knows it is not part of the bundle."""
     targets = resolve_target(compiled.fleet, target)
     rendered = render_targets(compiled, targets)
-    diffs: list[str] = []
-    impact: dict[str, list[str]] = {}
+    old_hosts = (_read_state(outdir) or {}).get("hosts", {})
+    old_hosts = old_hosts if isinstance(old_hosts, dict) else {}
+    result = DiffResult([], {})
     for ip in targets:
         desired = rendered.trees[ip]
         current = host_contents(outdir, ip)
+        owned = _owned(ip, old_hosts, current)
         actions: set[str] = set()
         changed_files = 0
         for rel in sorted(set(desired) | set(current)):
             old, new = current.get(rel), desired.get(rel)
             if old == new:
                 continue
+            if new is None and rel not in owned:
+                result.foreign.setdefault(ip, []).append(rel)
+                continue
             changed_files += 1
-            diffs.append(unified(rel, old, new))
+            result.diffs.append(unified(rel, old, new))
             actions.update(rendered.actions[ip].get(rel, []))
         if changed_files:
             shown = sorted(a for a in actions if a != "none") or ["no activation"]
-            impact[ip] = [f"{changed_files} file(s) change", *shown]
+            result.impact[ip] = [f"{changed_files} file(s) change", *shown]
     if target in (None, "", "all"):
         for ip in sorted(existing_hosts(outdir) - set(compiled.fleet.hosts)):
-            for rel, old in sorted(host_contents(outdir, ip).items()):
-                diffs.append(unified(rel, old, None))
-            impact[ip] = ["host removed from the inventory: its bundle would be deleted"]
-    return DiffResult(diffs, impact)
+            current = host_contents(outdir, ip)
+            owned = _owned(ip, old_hosts, current)
+            for rel, old in sorted(current.items()):
+                if rel in owned:
+                    result.diffs.append(unified(rel, old, None))
+                else:
+                    result.foreign.setdefault(ip, []).append(rel)
+            if owned & set(current):
+                result.impact[ip] = ["host removed from the inventory: its bundle would be deleted"]
+    return result
+
+
+def _owned(ip: str, old_hosts: dict, current: dict[str, bytes]) -> set[str]:
+    """The files sty recorded writing for a host: the incremental state's record and the host's manifest."""
+    recorded = old_hosts.get(ip, {}).get("files", {}) if isinstance(old_hosts.get(ip), dict) else {}
+    manifest = current.get(f"{ip}.yml")
+    found = Found(manifest, len(manifest), 0) if manifest is not None else None
+    return set(recorded if isinstance(recorded, dict) else ()) | manifest_files(ip, found)

@@ -80,6 +80,7 @@ class HostBundle:
     directories: set[Directory] = field(default_factory=set)
     checks: set[Check] = field(default_factory=set)
     certificates: set[Certificate] = field(default_factory=set)
+    trust: set[str] = field(default_factory=set)  # where the apply stage installs the fleet CA on this host
     secrets: dict[str, str] = field(default_factory=dict)  # scoped name -> value (never written to outputs/)
     info: dict[str, Any] = field(default_factory=dict)  # module -> identity shown in the manifest
     overrides: dict[str, str] = field(default_factory=dict)  # values from secrets.yml

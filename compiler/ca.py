@@ -15,9 +15,12 @@ nothing. Keys are EC P-256, written 0600 with atomic renames.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import ipaddress
 import os
 import re
+import secrets as _random
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,8 +73,8 @@ def _now() -> dt.datetime:
 def _write(path: Path, data: bytes, mode: int) -> None:
     """Atomic write with `mode` from creation on (a key is never readable by others, not even briefly)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{_random.token_hex(4)}.tmp")  # parallel applies, one name each
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -127,9 +130,20 @@ class CA:
         return base / f"{name}.crt", base / f"{name}.key"
 
 
+_CA_LOCK = threading.Lock()
+
+
 def ensure_ca(directory: Path, cn: str = DEFAULT_CN, validity: str | int = DEFAULT_VALIDITY) -> CA:
-    """Load the CA of `directory`, or create it (EC P-256 key, self-signed, `cn`, valid for `validity`)."""
+    """Load the CA of `directory`, or create it (EC P-256 key, self-signed, `cn`, valid for `validity`). Hosts
+    applied in parallel all ask for it: one thread (and one process, by a lock file) creates it, the rest load it."""
     directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _CA_LOCK, open(directory / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_ca(directory, cn, validity)
+
+
+def _ensure_ca(directory: Path, cn: str, validity: str | int) -> CA:
     cert_path, key_path = directory / "ca.crt", directory / "ca.key"
     if cert_path.exists() and key_path.exists():
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())

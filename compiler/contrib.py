@@ -221,9 +221,13 @@ class Dcs:
 
     name: str
     members: tuple[DcsMember, ...]
+    scheme: str = "https"  # clients verify the members' certificates against the fleet CA
 
     def client_endpoints(self) -> list[str]:
         return [f"{m.ip}:{m.port}" for m in self.members]
+
+    def client_urls(self) -> list[str]:
+        return [f"{self.scheme}://{e}" for e in self.client_endpoints()]
 
     @property
     def hosts(self) -> list[str]:

@@ -5,7 +5,8 @@ contributed to `VECTOR_CONFIG`. A module hands in its log sources with `contribu
 
     {
         "<log id>": {                     # [a-z][a-z0-9_]*, unique on the host; becomes the `src` field
-            "job": "pgsql",               # required: the `job` field (node infra etcd pgsql redis minio)
+            "job": "postgres",            # required: `job` unless the remap sets it (Pigsty's values: syslog
+                                          # postgres patroni pgbackrest nginx redis ...)
             "ins": "pg-test-1",           # optional: `ins` unless the remap sets it (default: nodename)
             "cls": "pg-test",             # optional: `cls` unless the remap sets it (default: node_cluster)
             "source": {"type": "file", "include": ["/pg/log/postgres/*.csv"]},  # a vector source: file | journald
@@ -16,10 +17,12 @@ contributed to `VECTOR_CONFIG`. A module hands in its log sources with `contribu
 `contribute_logs` does nothing where vector_enabled is false (a contribution to a file nobody owns would be an
 error). NODE's composer reads the fragments back as `LogSource`s with `log_sources`, which enforces the contract
 (violations are programming errors, raised): each becomes a source `<id>_raw` (file sources get `read_from`
-from vector_read_from, journald sources `since_now`), a remap transform `<id>_logs` (journald fields trimmed,
-the module's VRL, then job/ip/src and default ins/cls/_time added) feeding one http sink per VictoriaLogs
-receiver. The system journal is one source (`syslog`) that leaves out the units a journald contribution claims
-with `include_units`, so no line is shipped twice.
+from vector_read_from, journald sources `since_now` and `current_boot_only`), a remap transform `<id>_logs`
+(journald events shaped as Pigsty's syslog, the module's VRL, then ip/src and the job/ins/cls/_time the VRL did
+not set) feeding one http sink per VictoriaLogs receiver. The labels are those Pigsty's vector config writes,
+since Pigsty's log dashboards query them: a module whose sources differ in Pigsty's `job` sets it in each VRL.
+The system journal is one source (`syslog`, job syslog) shipped whole, as Pigsty ships it; a journald
+contribution (`include_units`) is an additional, parsed stream of those units.
 
 This lives in the core, not in NODE, so that the modules that ship logs (INFRA, ETCD, PGSQL, REDIS ...) depend
 on the contract only; the path of the file is part of the contract.

@@ -52,6 +52,7 @@ def manifest(host: Host, bundle: HostBundle) -> Manifest:
         checks=list(bundle.checks),
         certificates=list(bundle.certificates),
         phases=list(module_order()),
+        trust=sorted(bundle.trust),
     )
 
 

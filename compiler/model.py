@@ -124,6 +124,7 @@ def block_digest(data: dict[str, Any]) -> str:
 def build_hosts(inv: Inventory, reg: Registry, facts_dir: Path | None, report: Report) -> dict[str, Host]:
     """One Host per inventory host with lazy effective parameters, facts and platform."""
     defaults = reg.defaults
+    secret_shapes = reg.secret_shapes
     digests: dict[int, str] = {}
 
     def digest(block) -> str:
@@ -135,7 +136,7 @@ def build_hosts(inv: Inventory, reg: Registry, facts_dir: Path | None, report: R
     hosts: dict[str, Host] = {}
     for name, decl in inv.hosts.items():
         layers = host_layers(inv, decl)
-        params = Params(name, layers, defaults)
+        params = Params(name, layers, defaults, secret_shapes)
         facts = host_facts(params, read_facts(facts_dir, name, report))
         platform_name = params.raw("sty_platform", "debian12")
         platform = PLATFORMS.get(platform_name, PLATFORMS["debian12"])

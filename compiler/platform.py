@@ -56,6 +56,8 @@ class Platform:
     grafana_packages: tuple[str, ...]
     grafana_user: str
     pgbackrest_block_is_beta: bool = False  # the distribution's pgBackRest (2.45 on Debian 12) gates repo-block
+    # pgbouncer 1.21+ pools prepared statements (Pigsty's repo); Debian 12's own 1.18 refuses the setting
+    pgbouncer_prepared_statements: bool = True
 
     def program_packages(self) -> dict[str, str]:
         """Program path -> the package that brings it, for the programs the units of this platform run
@@ -174,6 +176,7 @@ PLATFORMS: dict[str, Platform] = {
         grafana_packages=("grafana", "grafana-victoriametrics-ds", "grafana-victorialogs-ds"),
         grafana_user="grafana",
         pgbackrest_block_is_beta=True,
+        pgbouncer_prepared_statements=False,
     ),
     "el9": Platform(
         name="el9",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import InventoryError, Report, join_path
@@ -30,17 +31,38 @@ PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MAX_EXPANSION = 1024 * 1024
 
 
+@dataclass(frozen=True)
+class SecretShape:
+    """Where a parameter holds secrets (its schema's `x-secret`, `x-secret-fields`, `x-secret-values`)."""
+
+    whole: bool = False
+    fields: frozenset[str] = frozenset()
+    values: bool = False
+
+
 class _Budget:
     """One parameter read's placeholder work: the characters produced so far, and each `${name}` result at
     each depth computed once (a name used ten times is not expanded ten times; results are the same)."""
 
-    __slots__ = ("params", "key", "left", "memo")
+    __slots__ = ("params", "key", "left", "memo", "secret")
 
     def __init__(self, params: Params, key: str | None):
         self.params = params
         self.key = key
         self.left = MAX_EXPANSION
         self.memo: dict[tuple[str, int], str | None] = {}
+        self.secret = False  # whether the string being substituted is itself a secret
+
+    def refuse_secret(self, name: str) -> None:
+        """A secret copied into a value that is not one would be written to outputs/ and shown by `sty show`."""
+        report = Report()
+        where = self.params.source(self.key) if self.key else join_path("all.vars")
+        report.error(
+            where,
+            f"`${{{name}}}` names a secret parameter: a placeholder may copy a secret only into another secret, "
+            "because other values are written to outputs/ and printed",
+        )
+        raise InventoryError(report)
 
     def spend(self, text: str) -> str:
         self.left -= len(text)
@@ -70,12 +92,19 @@ def host_layers(inv: Inventory, decl: HostDecl) -> list[VarsBlock]:
 class Params(Mapping[str, Any]):
     """A host's effective parameters with placeholders resolved on read."""
 
-    __slots__ = ("ip", "layers", "defaults", "_cache")
+    __slots__ = ("ip", "layers", "defaults", "secrets", "_cache")
 
-    def __init__(self, ip: str, layers: list[VarsBlock], defaults: Mapping[str, Any]):
+    def __init__(
+        self,
+        ip: str,
+        layers: list[VarsBlock],
+        defaults: Mapping[str, Any],
+        secrets: Mapping[str, SecretShape] | None = None,
+    ):
         self.ip = ip
         self.layers = layers
         self.defaults = defaults
+        self.secrets: Mapping[str, SecretShape] = secrets or {}
         self._cache: dict[str, Any] = {}
 
     def raw(self, key: str, default: Any = None) -> Any:
@@ -108,7 +137,8 @@ class Params(Mapping[str, Any]):
             if key not in self.defaults:
                 raise KeyError(key)
             value = self.defaults[key]
-        value = self.substitute(value, _Budget(self, key))
+        shape = self.secrets.get(key)
+        value = self.substitute(value, _Budget(self, key), shape)
         self._cache[key] = value
         return value
 
@@ -147,6 +177,8 @@ class Params(Mapping[str, Any]):
     # -- placeholders -------------------------------------------------------------------------
     def placeholder(self, name: str, depth: int = 0, budget: _Budget | None = None) -> str | None:
         budget = budget if budget is not None else _Budget(self, None)
+        if not budget.secret and self.secrets.get(ALIASES.get(name, name), _PLAIN).whole:
+            budget.refuse_secret(name)
         memo = (name, depth)
         if memo not in budget.memo:
             budget.memo[memo] = self._expand(name, depth, budget)
@@ -155,6 +187,7 @@ class Params(Mapping[str, Any]):
     def _expand(self, name: str, depth: int, budget: _Budget) -> str | None:
         if depth > 8:  # a placeholder that refers to itself stays literal
             return None
+
         if name == "ip":
             return self.ip
         if name == "lo":
@@ -172,14 +205,29 @@ class Params(Mapping[str, Any]):
         """One `${name}` occurrence: its value (charged to the budget as it is inserted) or itself."""
         return budget.spend(self.placeholder(match.group(1), depth, budget) or match.group(0))
 
-    def substitute(self, value: Any, budget: _Budget | None = None) -> Any:
+    def substitute(self, value: Any, budget: _Budget | None = None, shape: SecretShape | None = None) -> Any:
+        """`value` with its placeholders resolved; `shape` says which parts of it are secret."""
         budget = budget if budget is not None else _Budget(self, None)
+        shape = shape or _PLAIN
         if isinstance(value, str):
             if "${" not in value:
                 return value
+            budget.secret = shape.whole
             return PLACEHOLDER.sub(lambda m: self._replace(m, 0, budget), value)
         if isinstance(value, list):
-            return [self.substitute(v, budget) for v in value]
+            return [self.substitute(v, budget, shape) for v in value]
         if isinstance(value, dict):
-            return {k: self.substitute(v, budget) for k, v in value.items()}
+            return {k: self.substitute(v, budget, _inner(shape, k)) for k, v in value.items()}
         return value
+
+
+_PLAIN = SecretShape()
+_SECRET = SecretShape(whole=True)
+
+
+def _inner(shape: SecretShape, key: Any) -> SecretShape:
+    """The shape of a mapping's entry: secret when the whole is, when every value is, or when it is a secret field
+    (fields apply at any depth of list items, as `x-secret-fields` do)."""
+    if shape.whole or shape.values or key in shape.fields:
+        return _SECRET
+    return shape

@@ -15,6 +15,7 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 from .paths import SCHEMAS
+from .resolve import SecretShape
 
 
 @dataclass
@@ -96,6 +97,15 @@ class Registry:
     @cached_property
     def defaults(self) -> dict[str, Any]:
         return {n: p.schema["default"] for n, p in sorted(self.params.items()) if "default" in p.schema}
+
+    @cached_property
+    def secret_shapes(self) -> dict[str, SecretShape]:
+        """Parameters that hold secrets, and where (placeholders may copy a secret only into a secret)."""
+        return {
+            n: SecretShape(whole=p.secret, fields=frozenset(p.secret_fields), values=p.secret_values)
+            for n, p in self.params.items()
+            if p.secret or p.secret_fields or p.secret_values
+        }
 
     @cached_property
     def secret_defaults(self) -> dict[str, Any]:

@@ -152,6 +152,11 @@ def diff(inventory, outdir, facts_dir, strict, target, stat):
             click.echo(text, nl=False)
     for ip, lines in result.impact.items():
         click.echo(f"{ip}: {lines[0]}; " + ", ".join(lines[1:]))
+    for ip, files in sorted(result.foreign.items()):
+        click.echo(
+            f"note: {ip}: {len(files)} file(s) sty did not write, left alone and never shipped: " + ", ".join(files),
+            err=True,
+        )
     if result.changed:
         sys.exit(Exit.DIFFERENT)
     click.echo("no differences")

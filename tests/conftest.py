@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +136,35 @@ def built(built_template: Path, tmp_path: Path) -> Path:
     work = tmp_path / "built"
     shutil.copytree(built_template, work, copy_function=shutil.copy2)
     return work
+
+
+@dataclass
+class RenderedFleet:
+    """An inventory rendered in memory: each host's files by host path (its manifest under "manifest"), the
+    secrets each bundle registers, each host's resolved parameters, and the build's report."""
+
+    files: dict[str, dict[str, str]]
+    secrets: dict[str, dict[str, str]]
+    params: dict[str, Any]
+    report: Any
+
+    def yaml(self, ip: str, path: str) -> Any:
+        return yaml.safe_load(self.files[ip][path])
+
+    def manifest(self, ip: str) -> dict[str, Any]:
+        return self.yaml(ip, "manifest")
+
+
+def render_fleet(data: dict[str, Any], tmp: Path) -> RenderedFleet:
+    """Compile and render `data` (written to `tmp`) without writing any bundle."""
+    from sty.compiler.build import render_targets
+    from sty.compiler.pipeline import compile_fleet, resolve_target
+
+    compiled = compile_fleet(dump_inventory(data, tmp / "pigsty.yml"))
+    rendered = render_targets(compiled, resolve_target(compiled.fleet, "all"))
+    files: dict[str, dict[str, str]] = {}
+    for ip, tree in rendered.trees.items():
+        files[ip] = {rel[len(ip) :]: raw.decode() for rel, raw in tree.items() if rel.startswith(f"{ip}/")}
+        files[ip]["manifest"] = tree[f"{ip}.yml"].decode()
+    params = {ip: host.params for ip, host in compiled.fleet.hosts.items()}
+    return RenderedFleet(files, rendered.secrets, params, compiled.report)

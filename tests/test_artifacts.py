@@ -31,10 +31,10 @@ def manifest(ip: str) -> dict:
 def test_replica_service_lists_three_servers_checked_on_patroni():
     cfg = f("10.10.10.11", "/etc/haproxy/conf.d/pg-test-replica.cfg")
     servers = re.findall(r"^\s+server (\S+) (\S+) check port 8008 weight 100(.*)$", cfg, re.M)
-    assert [(s[0], s[1], s[2]) for s in servers] == [
+    assert [(s[0], s[1], s[2]) for s in servers] == [  # Pigsty's order: the selector's members, by pg_seq
+        ("pg-test-1", "10.10.10.11:6432", " backup"),  # the primary serves reads only when no replica can
         ("pg-test-2", "10.10.10.12:6432", ""),
         ("pg-test-3", "10.10.10.13:6432", ""),
-        ("pg-test-1", "10.10.10.11:6432", " backup"),  # the primary serves reads only when no replica can
     ]
     assert "bind *:5434" in cfg
     assert "http-check send meth OPTIONS uri /read-only" in cfg
@@ -122,10 +122,35 @@ def test_dcs_parameters_identical_across_members_and_tuning_follows_facts():
 def test_etcd_config_lists_every_member():
     conf = yaml.safe_load(f("10.10.10.10", "/etc/etcd/etcd.conf"))
     assert conf["name"] == "etcd-1"
-    assert conf["initial-cluster"] == "etcd-1=http://10.10.10.10:2380"
+    assert conf["initial-cluster"] == "etcd-1=https://10.10.10.10:2380"
     assert conf["initial-cluster-state"] == "new"
-    assert conf["advertise-client-urls"] == "http://10.10.10.10:2379"
+    assert conf["advertise-client-urls"] == "https://10.10.10.10:2379"
     assert "/etc/etcd/etcd.conf" not in shipped_trees()["10.10.10.11"]
+
+
+def test_etcd_speaks_tls_with_a_certificate_from_the_fleet_ca():
+    """As Pigsty: TLS for peers and clients; etcd then asks clients for a certificate, so Patroni and vip-manager
+    present their instance's and check the members' against the fleet CA."""
+    conf = yaml.safe_load(f("10.10.10.10", "/etc/etcd/etcd.conf"))
+    tls = {
+        "cert-file": "/etc/etcd/server.crt",
+        "key-file": "/etc/etcd/server.key",
+        "trusted-ca-file": "/etc/etcd/ca.crt",
+    }
+    assert conf["client-transport-security"] == tls and conf["peer-transport-security"] == tls
+    assert conf["listen-client-urls"] == "https://10.10.10.10:2379,https://127.0.0.1:2379"
+    m = manifest("10.10.10.10")
+    cert = next(c for c in m["certificates"] if c["name"] == "etcd-server")
+    assert (cert["cert"], cert["key"], cert["owner"], cert["usage"]) == (
+        "/etc/etcd/server.crt", "/etc/etcd/server.key", "etcd", "both",
+    )  # fmt: skip
+    assert {"etcd-1", "10.10.10.10", "127.0.0.1"} <= set(cert["sans"])
+    assert "/etc/etcd/ca.crt" in m["trust"] and "/etc/pki/ca.crt" in m["trust"]
+    dcs = yaml.safe_load(f("10.10.10.11", "/etc/patroni/patroni.yml"))["etcd3"]
+    assert (dcs["protocol"], dcs["cacert"], dcs["cert"], dcs["key"]) == (
+        "https", "/pg/cert/ca.crt", "/pg/cert/server.crt", "/pg/cert/server.key",
+    )  # fmt: skip
+    assert "/pg/cert/ca.crt" in manifest("10.10.10.11")["trust"]
 
 
 def test_etc_hosts_block_gets_node_records_and_pg_peers():

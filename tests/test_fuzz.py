@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -333,10 +334,14 @@ def run_build(base: Path, text: str):
         before = _snapshot(work)
         old = os.getcwd()
         os.chdir(work)
+        tracemalloc.start()  # every Python object the build allocates: the issue bounds a case at 512 MiB
         try:
             result = CliRunner().invoke(main, ["build", "-q", "-i", "inv.yml", "-o", "out"])
+            peak = tracemalloc.get_traced_memory()[1]
         finally:
+            tracemalloc.stop()
             os.chdir(old)
+        assert peak < 512 << 20, f"the build peaked at {peak >> 20} MiB\ninventory:\n{text[:3000]}"
         after = _snapshot(work)
         return result, before, after
     finally:

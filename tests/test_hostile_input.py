@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ from sty.compiler.schema import registry
 
 SHIPPED_TEXT = (ROOT / "pigsty.yml").read_text(encoding="utf-8")
 REGEX_LEAK = re.compile(r"\^\(|\[A-Za-z|\{0,62\}|\$\"?$")  # a pattern printed instead of a sentence
+
+
+MEMORY_BOUND = 512 << 20  # the issue's bound for any one hostile case
 
 
 def invoke(*args: str, cwd: Path) -> Any:
@@ -413,7 +417,13 @@ def test_hostile_inventories_fail_cleanly_and_keep_secrets(tmp_path_factory, dat
     (work / "inv.yml").write_text(text, encoding="utf-8", errors="surrogatepass")
     command = data.draw(st.sampled_from(["check", "build"]), label="command")
     args = [command, "-i", "inv.yml"] + (["-q", "-o", "out"] if command == "build" else [])
-    result = invoke(*args, cwd=work)
+    tracemalloc.start()  # every Python object the case allocates, the loader's and the expanded aliases included
+    try:
+        result = invoke(*args, cwd=work)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < MEMORY_BOUND, f"the case peaked at {peak >> 20} MiB\ninventory:\n{text[:2000]}"
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         import traceback
 

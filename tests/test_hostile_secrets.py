@@ -282,3 +282,46 @@ def test_a_pooled_user_without_a_password_is_warned_about_with_the_fix(compile_i
     inventory["all"]["children"]["pg-meta"]["vars"]["pg_users"][0]["pgbouncer"] = False
     still = {p.path for p in compile_inv(inventory).report.warnings if "pooled user" in p.message}
     assert still == {"all.children.pg-meta.vars.pg_users[1]"}
+
+
+# -- a placeholder copies a secret only into another secret ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "where, value",
+    [
+        ("pg_exporter_params", "sslmode=disable&p=${pg_monitor_password}"),
+        ("pg_exporter_params", "${x_hop}"),  # through a parameter that is not secret itself
+        ("pg_users.comment", "copied ${pg_admin_password}"),
+    ],
+)
+def test_a_placeholder_may_not_copy_a_secret_into_a_reviewed_value(sty, workdir, where, value):
+    """`${secret}` in a value that is not secret would write the secret into outputs/ and `sty show` would print it."""
+    data = shipped_inventory()
+    data["all"]["vars"]["pg_monitor_password"] = MARK + "monitor"
+    data["all"]["vars"]["pg_admin_password"] = MARK + "admin"
+    data["all"]["vars"]["x_hop"] = "${pg_monitor_password}"
+    if where == "pg_users.comment":
+        data["all"]["children"]["pg-test"]["vars"]["pg_users"][0]["comment"] = value
+    else:
+        data["all"]["vars"][where] = value
+    dump_inventory(data, workdir / "pigsty.yml")
+    for args in (("build",), ("show", "10.10.10.11")):
+        proc = sty(*args, cwd=workdir)
+        assert proc.returncode == 2, proc.stderr
+        assert MARK not in proc.stdout + proc.stderr
+        assert "names a secret parameter" in proc.stderr
+    assert not (workdir / "outputs").exists() or not any(
+        MARK.encode() in p.read_bytes() for p in (workdir / "outputs").rglob("*") if p.is_file()
+    )
+
+
+def test_a_placeholder_may_copy_a_secret_into_a_secret(sty, workdir):
+    data = shipped_inventory()
+    data["all"]["vars"]["pg_admin_password"] = MARK + "admin"
+    data["all"]["children"]["pg-test"]["vars"]["pg_users"][0]["password"] = "${pg_admin_password}"
+    dump_inventory(data, workdir / "pigsty.yml")
+    proc = sty("build", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    store = yaml.safe_load((workdir / ".sty" / "outputs" / "secrets.yml").read_text())
+    assert store["pg-test/pg_users/test/password"] == MARK + "admin"

@@ -112,8 +112,8 @@ def test_infra_node_scrapes_every_postgres_instance():
 
 def test_infra_node_scrapes_etcd_and_its_own_components():
     t = targets(shipped()[INFRA])
-    assert t["/infra/targets/etcd/etcd-1.yml"] == [
-        {"labels": {"cls": "etcd", "ins": "etcd-1", "ip": INFRA}, "targets": [f"{INFRA}:2379"]}
+    assert t["/infra/targets/etcd/etcd-1.yml"] == [  # over TLS, as etcd speaks it
+        {"labels": {"__scheme__": "https", "cls": "etcd", "ins": "etcd-1", "ip": INFRA}, "targets": [f"{INFRA}:2379"]}
     ]
     infra = {g["labels"]["cls"]: g for g in t["/infra/targets/infra/infra-1.yml"]}
     assert set(infra) == set(COMPONENTS)
@@ -192,15 +192,18 @@ def test_grafana_datasources_and_secrets():
     doc = yaml.safe_load(files["/etc/grafana/provisioning/datasources/sty.yml"])
     ds = {d["name"]: d for d in doc["datasources"]}
     assert doc["apiVersion"] == 1
-    assert ds["vmetrics-1"]["url"] == "http://10.10.10.10:8428" and ds["vmetrics-1"]["isDefault"] is True
+    # Pigsty's provisioned ones (the default is its `Metrics`, uid ds-prometheus) and its per-node ones
+    assert ds["Metrics"]["url"] == "http://127.0.0.1:8428" and ds["Metrics"]["isDefault"] is True
+    assert ds["vmetrics-1"]["url"] == "http://10.10.10.10:8428" and ds["vmetrics-1"]["isDefault"] is False
     assert ds["vlogs-1"]["url"] == "http://10.10.10.10:9428"
     assert ds["vtraces-1"]["url"] == "http://10.10.10.10:10428/select/jaeger"
-    assert [d["isDefault"] for d in doc["datasources"] if d.get("isDefault")] == [True]
-    # one PostgreSQL datasource per database, at the cluster primary, with the monitor user's password hidden
-    assert ds["pg-meta.meta"]["url"] == "10.10.10.10:5432" and ds["pg-meta.meta"]["jsonData"]["database"] == "meta"
-    assert ds["pg-test.test"]["url"] == "10.10.10.11:5432" and ds["pg-test.test"]["user"] == "dbuser_monitor"
-    assert ds["pg-test.test"]["secureJsonData"] == {"password": "<<secret:pg-test/pg_monitor_password>>"}
-    assert len([d for d in doc["datasources"] if d["type"] == "postgres"]) == 2
+    assert [d["name"] for d in doc["datasources"] if d.get("isDefault")] == ["Metrics"]
+    # one PostgreSQL datasource per instance and database (postgres too), with the monitor user's password hidden
+    assert ds["pg-meta-1.meta"]["url"] == "10.10.10.10:5432"
+    assert ds["pg-meta-1.meta"]["jsonData"]["database"] == "meta"
+    assert ds["pg-test-2.test"]["url"] == "10.10.10.12:5432" and ds["pg-test-2.test"]["user"] == "dbuser_monitor"
+    assert ds["pg-test-2.test"]["secureJsonData"] == {"password": "<<secret:pg-test/pg_monitor_password>>"}
+    assert len([d for d in doc["datasources"] if d["type"] == "postgres"]) == 9  # 4 x (postgres + 1) + Meta
     ini = files["/etc/grafana/grafana.ini"]
     assert "admin_password = <<secret:10.10.10.10/grafana_admin_password>>\n" in ini
     assert "root_url = http://i.pigsty/ui/\nserve_from_sub_path = true\n" in ini
@@ -216,7 +219,8 @@ def test_register_datasource_false_and_absent_databases_are_skipped(inventory, t
         {"name": "gone", "state": "absent"},
     ]
     doc = yaml.safe_load(build_data(inventory, tmp_path)[INFRA]["/etc/grafana/provisioning/datasources/sty.yml"])
-    assert [d["name"] for d in doc["datasources"] if d["type"] == "postgres"] == ["pg-meta.meta", "pg-test.test"]
+    names = [d["name"] for d in doc["datasources"] if d["type"] == "postgres" and d["name"].startswith("pg-test-1.")]
+    assert names == ["pg-test-1.postgres", "pg-test-1.test"]
 
 
 def test_htpasswd_carries_placeholders_and_the_store_a_salted_hash():
@@ -330,10 +334,11 @@ def test_removing_pg_test_removes_exactly_its_contributions(tmp_path):
     text = "".join(removed)
     assert re.findall(r"location /haproxy/(\S+)/", text) == ["pg-test-1", "pg-test-2", "pg-test-3"]
     assert "10.10.10.1" in text and "pg-meta" not in text and "location /ui/" not in text
-    # and the datasources exactly the pg-test database
+    # and the datasources exactly those of the pg-test instances
     names = lambda f: {d["name"] for d in yaml.safe_load(f)["datasources"]}  # noqa: E731
     ds = "/etc/grafana/provisioning/datasources/sty.yml"
-    assert names(before[ds]) - names(after[ds]) == {"pg-test.test"} and names(after[ds]) < names(before[ds])
+    pg_test = {f"pg-test-{i}.{db}" for i in (1, 2, 3) for db in ("postgres", "test")}
+    assert names(before[ds]) - names(after[ds]) == pg_test and names(after[ds]) < names(before[ds])
 
 
 def test_infra_depends_on_every_host_so_incremental_builds_follow_the_fanin(tmp_path):
@@ -393,7 +398,8 @@ def test_every_trio_infra_node_gets_the_full_fanin():
     assert t["/infra/targets/ping/pgsql-pg-meta-vip.yml"][0]["targets"] == ["10.10.10.2"]
     assert t["/infra/targets/ping/node-pg-meta-vip.yml"][0]["targets"] == ["10.10.10.9"]
     jobs = {j["job_name"]: j for j in yaml.safe_load(nodes[0]["/infra/prometheus.yml"])["scrape_configs"]}
-    assert jobs["minio"]["tls_config"] == {"ca_file": "/etc/pki/ca.crt"}
+    scraper = {"cert_file": "/etc/pki/infra-scrape.crt", "key_file": "/etc/pki/infra-scrape.key"}
+    assert jobs["minio"]["tls_config"] == {"ca_file": "/etc/pki/ca.crt", **scraper}
     records = nodes[0]["/etc/hosts.d/pgsql-pg-meta"]
     assert "10.10.10.2 pg-meta\n" in records  # pg_dns_target auto with a VIP: the VIP
     assert nodes[0]["/etc/hosts.d/minio-minio"].endswith(
@@ -403,13 +409,14 @@ def test_every_trio_infra_node_gets_the_full_fanin():
 
 
 def test_trio_infra_nodes_share_alerting_and_each_prefers_its_own_metrics():
-    for i, ip in enumerate(TRIO_INFRA, 1):
+    for ip in TRIO_INFRA:
         files = trio()[ip]
         sources = yaml.safe_load(files["/etc/grafana/provisioning/datasources/sty.yml"])["datasources"]
         names = [d["name"] for d in sources]
         for kind in ("vmetrics", "vlogs", "vtraces"):
             assert [n for n in names if n.startswith(f"{kind}-")] == [f"{kind}-1", f"{kind}-2", f"{kind}-3"]
-        assert [d["name"] for d in sources if d.get("isDefault")] == [f"vmetrics-{i}"]
+        assert [d["name"] for d in sources if d.get("isDefault")] == ["Metrics"]  # Pigsty's, this node's own
+        assert {d["name"]: d["url"] for d in sources}["Metrics"] == "http://127.0.0.1:8428"
         vmalert = files["/etc/default/vmalert"]
         assert [f"http://{x}:9059" for x in TRIO_INFRA] == re.findall(r"-notifier.url=(\S+)", vmalert)
         am = files["/etc/default/prometheus-alertmanager"]
@@ -494,8 +501,12 @@ def test_node_vip_and_minio_members_get_records_and_pings(tmp_path):
     assert files["/etc/hosts.d/node-minio"].endswith("10.10.10.8 minio.vip\n")
     assert files["/etc/hosts.d/minio-minio"].endswith("10.10.10.21 minio-1.pigsty\n10.10.10.22 minio-2.pigsty\n")
     t = targets(files)
-    assert t["/infra/targets/ping/node-minio-vip.yml"] == [
-        {"labels": {"cls": "minio", "ins": "minio-vip", "ip": "10.10.10.8"}, "targets": ["10.10.10.8"]}
+    assert t["/infra/targets/ping/node-minio-vip.yml"] == [  # as Pigsty: once per node that may hold it
+        {
+            "labels": {"cls": "minio", "ins": ip, "ip": ip, "job": "node-vip", "vip": "10.10.10.8"},
+            "targets": ["10.10.10.8"],
+        }
+        for ip in ("10.10.10.21", "10.10.10.22")
     ]
     assert t["/infra/targets/minio/minio-2.yml"] == [
         {"labels": {"cls": "minio", "ins": "minio-2", "ip": "10.10.10.22"}, "targets": ["10.10.10.22:9000"]}
@@ -521,6 +532,7 @@ def test_redis_instances_are_scraped_through_their_exporter():
                 "__param_target": f"redis://10.10.10.10:{port}",
                 "cls": "redis-ms",
                 "ins": f"redis-ms-1-{port}",
+                "instance": f"10.10.10.10:{port}",  # as Pigsty's scrape job: the instance, not the exporter
                 "ip": "10.10.10.10",
             },
             "targets": ["10.10.10.10:9121"],
@@ -586,17 +598,22 @@ def test_portal_endpoint_path_domains_and_auth(tmp_path):
     home = files["/etc/nginx/conf.d/home.conf"]
     assert "server_name i.pigsty h.pigsty;" in home
     assert 'auth_basic "Pigsty";\n    auth_basic_user_file /etc/nginx/.htpasswd;' in home
-    certs = {c["name"]: c for c in manifest(files)["certificates"]}
+    certs = {c["name"]: c for c in nginx_certificates(files)}
     assert set(certs) == {"nginx-home", "nginx-app", "nginx-repo"}
     assert certs["nginx-home"]["sans"] == ["i.pigsty", "h.pigsty", INFRA]
     assert certs["nginx-app"]["cert"] == "/etc/nginx/conf.d/cert/app.pigsty.crt"
+
+
+def nginx_certificates(files) -> list[dict]:
+    """The portal's certificates (the infra node's PostgreSQL instance has its own, pgsql-server)."""
+    return [c for c in manifest(files)["certificates"] if c["name"].startswith("nginx-")]
 
 
 def test_sslmode_disable_and_enforce(tmp_path):
     off = portal_build(tmp_path / "off", {"home": {"domain": "i.pigsty"}}, nginx_sslmode="disable")
     home = off["/etc/nginx/conf.d/home.conf"]
     assert "listen 443" not in home and "ssl_certificate" not in home
-    assert manifest(off)["certificates"] == [] and 443 not in {p["port"] for p in manifest(off)["ports"]}
+    assert nginx_certificates(off) == [] and 443 not in {p["port"] for p in manifest(off)["ports"]}
     on = portal_build(tmp_path / "on", {"home": {"domain": "i.pigsty"}}, nginx_sslmode="enforce")
     home = on["/etc/nginx/conf.d/home.conf"]
     main, redirect = home.split("\nserver {", 2)[1:]
@@ -612,7 +629,7 @@ def test_custom_certificate_is_used_as_given(tmp_path):
         {"home": {"domain": "i.pigsty", "cert": "/etc/pki/site.crt", "key": "/etc/pki/site.key"}},
     )
     assert "ssl_certificate /etc/pki/site.crt;" in files["/etc/nginx/conf.d/home.conf"]
-    assert manifest(files)["certificates"] == []  # the operator provides it
+    assert nginx_certificates(files) == []  # the operator provides it
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """MINIO: what the bundles of Pigsty's demo/minio.yml say (4 nodes x 4 drives), single-node variants, the
-cross-host rules, and (slow) real programs judging them: bash sources the environment file (minio_env),
-`bash -n` and a run with a stand-in `mcli` judge the provisioning script, systemd-analyze the unit.
+cross-host rules, the apply handler, and (slow) real programs judging them: bash sources the environment file
+(minio_env), `bash -n` and runs with stand-in `mcli` and `curl` judge the provisioning script, systemd-analyze the
+unit. tests/test_minio_pigsty.py holds the same bundles to Pigsty's own MINIO role.
 
 The demo's `infra` group is left out of these inventories: this file is about MINIO, and INFRA's files are
-judged elsewhere (its `infra_portal` in all.vars stays, and MinIO's console redirect follows it).
+judged elsewhere.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import json
 import os
 import re
 import shutil
-import stat
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,12 +24,14 @@ from conftest import ROOT, dump_inventory
 from shared import CORPUS
 from test_redis import Built, expect, failing, render
 
+from sty.apply.handlers import minio as handler
 from sty.compiler.pipeline import compile_fleet
 
 DEMO = CORPUS / "demo" / "minio.yml"
 MV, MH = "all.children.minio.vars", "all.children.minio.hosts"
 IPS = ("10.10.10.10", "10.10.10.11", "10.10.10.12", "10.10.10.13")
 SECRET_VALUES = ("S3User.MinIO", "S3User.Backup", "S3User.Meta", "S3User.Data")
+ENV, UNIT, SCRIPT = "/etc/default/silo", "/etc/systemd/system/silo.service", "/etc/minio/provision.sh"
 
 
 def demo_inventory() -> dict[str, Any]:
@@ -78,37 +81,30 @@ def variant(tmp_path):
 
 def test_env_file_spans_four_nodes_by_four_drives(demo):
     for i, ip in enumerate(IPS, 1):
-        values = env(demo.file(ip, "/etc/default/minio"))
-        assert values == {
-            "MINIO_VOLUMES": "https://minio-{1...4}.pigsty:9000/data{1...4}",
-            "MINIO_OPTS": "--address :9000 --console-address :9001 --certs-dir /home/minio/.minio/certs",
-            "MINIO_ROOT_USER": "minioadmin",
-            "MINIO_ROOT_PASSWORD": "<<secret:minio/minio_secret_key>>",
-            "MINIO_SERVER_URL": "https://sss.pigsty:9000",
-            "MINIO_BROWSER_REDIRECT_URL": "https://m.pigsty",  # infra_portal.minio
-            "MINIO_DOMAIN": "sss.pigsty",
-            "MINIO_PROMETHEUS_AUTH_TYPE": "public",
-        }
-        assert f"MinIO server minio-{i}.pigsty of cluster minio" in demo.file(ip, "/etc/default/minio")
-        entry = demo.entry(ip, "/etc/default/minio")
+        values = env(demo.file(ip, ENV))
+        assert list(values.items()) == [
+            ("MINIO_OPTS", "--address :9000 --console-address :9001 --certs-dir /home/minio/.minio/certs"),
+            ("MINIO_VOLUMES", "https://minio-{1...4}.pigsty:9000/data{1...4}"),
+            ("MINIO_ROOT_USER", "minioadmin"),
+            ("MINIO_ROOT_PASSWORD", "<<secret:minio/minio_secret_key>>"),
+            ("MINIO_PROMETHEUS_AUTH_TYPE", "public"),
+            ("MINIO_PROMETHEUS_JOB_ID", "minio"),
+            ("MINIO_PROMETHEUS_URL", "http://10.10.10.10:8428"),  # admin_ip, vmetrics_port
+        ]
+        assert f"silo.service on minio-{i}.pigsty (MinIO cluster minio)" in demo.file(ip, ENV)
+        entry = demo.entry(ip, ENV)
         assert (entry["owner"], entry["group"], entry["mode"], entry["format"]) == ("root", "minio", "0640", "env")
         assert entry["secrets"] == ["minio/minio_secret_key"]
-        assert demo.actions(ip, "/etc/default/minio") == ["restart minio.service"]
+        assert demo.actions(ip, ENV) == ["restart silo.service"]
+        assert "/etc/default/minio" not in demo.trees[ip] and "/etc/systemd/system/minio.service" not in demo.trees[ip]
 
 
-def test_unit_runs_minio_server_with_the_environment(demo):
-    unit = demo.file("10.10.10.12", "/etc/systemd/system/minio.service")
-    assert "EnvironmentFile=/etc/default/minio" in unit
-    assert "ExecStart=/usr/bin/minio server $MINIO_OPTS $MINIO_VOLUMES\n" in unit
-    assert (
-        "User=minio" in unit
-        and "Group=minio" in unit
-        and "Description=MinIO object storage server minio-3.pigsty" in unit
-    )
-    assert demo.actions("10.10.10.12", "/etc/systemd/system/minio.service") == [
-        "daemon-reload",
-        "restart minio.service",
-    ]
+def test_unit_runs_silo_with_the_environment(demo):
+    lines = demo.file("10.10.10.12", UNIT).splitlines()
+    assert lines.index("EnvironmentFile=-/etc/default/minio") < lines.index("EnvironmentFile=/etc/default/silo")
+    assert "ExecStart=/usr/bin/silo server $MINIO_OPTS $MINIO_VOLUMES" in lines and "Type=notify" in lines
+    assert "Description=Silo S3 object storage server minio-3.pigsty" in lines
+    assert demo.actions("10.10.10.12", UNIT) == ["daemon-reload", "restart silo.service"]
 
 
 def test_every_member_resolves_every_node_name(demo):
@@ -121,59 +117,84 @@ def test_every_member_resolves_every_node_name(demo):
 # -- provisioning ------------------------------------------------------------------------------------------
 
 
-def test_provisioning_script_on_the_first_member_only(demo):
-    assert "/etc/minio/provision.sh" in demo.trees["10.10.10.10"]
-    for ip in IPS[1:]:
-        assert "/etc/minio/provision.sh" not in demo.trees[ip]
-    entry = demo.entry("10.10.10.10", "/etc/minio/provision.sh")
-    assert (entry["owner"], entry["mode"], entry["format"]) == ("root", "0700", "shell")
-    assert demo.actions("10.10.10.10", "/etc/minio/provision.sh") == ["minio-provision"]
-    assert entry["secrets"] == [
+def test_provisioning_script_on_every_member_buckets_and_users_on_the_first(demo):
+    for ip in IPS:
+        entry = demo.entry(ip, SCRIPT)
+        assert (entry["owner"], entry["mode"], entry["format"]) == ("root", "0700", "shell")
+        assert demo.actions(ip, SCRIPT) == ["minio-provision"]
+        assert "/root/.mcli/certs/CAs/ca.crt" in demo.manifest(ip)["trust"]  # mcli verifies the https endpoint
+    assert demo.entry("10.10.10.10", SCRIPT)["secrets"] == [
         f"minio/minio_users/{u}/secret_key" for u in ("pgbackrest", "s3user_data", "s3user_meta")
     ]
+    for ip in IPS[1:]:
+        lines = demo.file(ip, SCRIPT).splitlines()
+        assert not demo.entry(ip, SCRIPT).get("secrets")
+        assert 'mcli_ alias set "$ALIAS" "$ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null' in lines
+        assert not any(" mb " in line or "admin" in line or "HEALTH" in line for line in lines)
     identity = demo.manifest("10.10.10.11")["identity"]["minio"]
     assert identity["provision_on"] == "10.10.10.10" and identity["endpoint"] == "https://sss.pigsty:9002"
 
 
 def test_provisioning_script_commands(demo):
-    script = demo.file("10.10.10.10", "/etc/minio/provision.sh")
-    lines = script.splitlines()
-    assert lines[0] == "#!/usr/bin/env bash" and "set -euo pipefail" in lines
+    """sty's own parts: root's mcli configuration, the wait for health first, versioning enabled again, the secret
+    keys in here-documents (tests/test_minio_pigsty.py holds the commands to Pigsty's)."""
+    lines = demo.file("10.10.10.10", SCRIPT).splitlines()
+    assert lines[0] == "#!/usr/bin/env bash" and "set -euo pipefail" in lines and ". /etc/default/silo" in lines
     assert "ALIAS=sss" in lines and "ENDPOINT=https://sss.pigsty:9002" in lines
-    assert ". /etc/default/minio" in lines
-    assert '"$MCLI" alias set "$ALIAS" "$ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null' in lines
-    for bucket in ("pgsql", "meta", "data"):
-        assert f'"$MCLI" mb --ignore-existing sss/{bucket}' in lines
-        assert f'"$MCLI" admin policy create "$ALIAS" {bucket} "$policy_file"' in lines
-    assert [line for line in lines if "version enable" in line] == ['"$MCLI" version enable sss/meta']
-    for user, policy in (("pgbackrest", "pgsql"), ("s3user_meta", "meta"), ("s3user_data", "data")):
-        assert f'"$MCLI" admin user add "$ALIAS" {user} "$secret_key"' in lines
-        assert f"attach {policy} {user}" in lines
-        assert f"<<secret:minio/minio_users/{user}/secret_key>>" in lines
-    policies = script.split("<<'STY_POLICY'\n")[1:]
-    first = json.loads(policies[0].split("STY_POLICY")[0])
-    assert first["Statement"][0]["Resource"] == ["arn:aws:s3:::pgsql", "arn:aws:s3:::pgsql/*"]
+    assert 'mcli_() { "$MCLI" --config-dir /root/.mcli "$@"; }' in lines
+    assert 'until "$CURL" -fs -o /dev/null --max-time 5 --cacert /etc/pki/ca.crt "$HEALTH"; do' in lines
+    alias = 'mcli_ alias set "$ALIAS" "$ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null'
+    assert lines.index("HEALTH=https://127.0.0.1:9000/minio/health/cluster") < lines.index(alias)
+    assert [line for line in lines if "version enable" in line] == ["mcli_ version enable sss/meta"]
+    for user in ("pgbackrest", "s3user_meta", "s3user_data"):
+        i = lines.index(f"<<secret:minio/minio_users/{user}/secret_key>>")
+        assert lines[i - 1 : i + 3] == [
+            "IFS= read -r secret_key <<'STY_SECRET'",
+            lines[i],
+            "STY_SECRET",
+            f'mcli_ admin user add "$ALIAS" {user} "$secret_key"',
+        ]
 
 
-def test_bucket_options_and_default_user_policy(variant):
+def test_bucket_options_and_a_user_without_policy(variant):
     data = demo_inventory()
     data["all"]["children"]["minio"]["vars"]["minio_buckets"] = [
         {"name": "locked", "lock": True},
         {"name": "public.files", "policy": "download"},
     ]
-    data["all"]["children"]["minio"]["vars"]["minio_users"] = [{"access_key": "app", "secret_key": "App.Secret.1"}]
-    script = variant(data).file("10.10.10.10", "/etc/minio/provision.sh").splitlines()
-    assert '"$MCLI" mb --ignore-existing --with-lock sss/locked' in script
-    assert '"$MCLI" anonymous set download sss/public.files' in script
-    assert "attach readwrite app" in script
+    data["all"]["children"]["minio"]["vars"]["minio_users"] = [
+        {"access_key": "app", "secret_key": "App.Secret.1"},
+        {"access_key": "ops", "secret_key": "Ops.Secret.1", "policy": ""},
+        {"access_key": "reader", "secret_key": "Reader.Secret.1", "policy": "readonly"},
+    ]
+    script = variant(data).file("10.10.10.10", SCRIPT).splitlines()
+    assert "mcli_ mb --ignore-existing --with-lock sss/locked" in script
+    assert "mcli_ anonymous set download sss/public.files" in script
+    # as Pigsty: a user without a policy (or an empty one) gets none attached
+    assert [line for line in script if line.startswith("attach ")] == ["attach readonly reader"]
+    assert 'mcli_ admin user add "$ALIAS" app "$secret_key"' in script
 
 
 def test_no_provisioning_when_disabled(variant):
     data = demo_inventory()
     data["all"]["children"]["minio"]["vars"]["minio_provision"] = False
     built = variant(data)
-    assert "/etc/minio/provision.sh" not in built.trees["10.10.10.10"]
+    for ip in IPS:
+        assert SCRIPT not in built.trees[ip]
+        assert "/root/.mcli/certs/CAs/ca.crt" not in built.manifest(ip)["trust"]
     assert built.manifest("10.10.10.10")["identity"]["minio"]["provision_on"] is None
+
+
+def test_handler_runs_the_script_wherever_the_bundle_has_it(bundles):
+    from sty.contract.manifest import read_manifest
+
+    for ip in IPS:
+        ran: list[tuple[str, float]] = []
+        host = SimpleNamespace(ip=ip, manifest=read_manifest(bundles / f"{ip}.yml")[0], log=lambda message: None)
+        host.run = lambda command, check=True, timeout=600, stdin=None, ran=ran: ran.append((command, timeout))
+        handler.provision(host, "minio")
+        assert ran == [("bash /etc/minio/provision.sh", handler.TIMEOUT)]
+    assert handler.HANDLERS.actions == {"minio-provision": handler.provision}
 
 
 # -- manifest ----------------------------------------------------------------------------------------------
@@ -185,7 +206,7 @@ def test_manifest_certificate_ports_directories(demo):
         {
             "name": "minio-server",
             "common_name": "minio-2.pigsty",
-            "sans": ["minio-2.pigsty", "sss.pigsty", "localhost", "10.10.10.11", "127.0.0.1"],
+            "sans": ["localhost", "minio-2.pigsty", "minio", "minio-2", "sss.pigsty", "127.0.0.1", "10.10.10.11"],
             "cert": "/home/minio/.minio/certs/public.crt",
             "key": "/home/minio/.minio/certs/private.key",
             "owner": "minio",
@@ -195,19 +216,19 @@ def test_manifest_certificate_ports_directories(demo):
     ports = {(p["port"], p["component"]) for p in m["ports"] if p["module"] == "minio"}
     assert ports == {(9000, "minio"), (9001, "minio-console")}
     units = {u["name"]: u["health"] for u in m["units"]}
-    assert units["minio.service"] == "https://10.10.10.11:9000/minio/health/live"
-    dirs = {d["path"]: (d["owner"], d["mode"]) for d in m["directories"]}
+    assert units["silo.service"] == "port:9000"  # apply's curl does not trust the fleet CA
+    assert "/home/minio/.minio/certs/CAs/ca.crt" in m["trust"]
+    dirs = {d["path"]: (d["owner"], d["group"], d["mode"]) for d in m["directories"]}
     for n in range(1, 5):
-        assert dirs[f"/data{n}"] == ("minio", "0750")
-    assert dirs["/home/minio/.minio/certs"] == ("minio", "0750")
-    assert {"minio", "mcli"} <= set(m["packages"])
+        assert dirs[f"/data{n}"] == ("minio", "minio", "0750")
+    for path in ("/home/minio/.minio", "/home/minio/.minio/certs", "/home/minio/.minio/certs/CAs"):
+        assert dirs[path] == ("minio", "minio", "0750")
+    assert {"silo", "mcli"} <= set(m["packages"]) and "minio" not in m["packages"]
     assert {"name": "minio", "home": "/home/minio", "system": True} in m["users"]
     checks = {(c["checker"], tuple(c["files"]), c["where"]) for c in m["checks"]}
-    assert ("minio_env", ("/etc/default/minio",), "both") in checks
-    assert ("systemd", ("/etc/systemd/system/minio.service",), "both") in checks
-    assert ("shell", ("/etc/minio/provision.sh",), "both") in {
-        (c["checker"], tuple(c["files"]), c["where"]) for c in demo.manifest("10.10.10.10")["checks"]
-    }
+    assert ("minio_env", (ENV,), "both") in checks
+    assert ("systemd", (UNIT,), "both") in checks
+    assert ("shell", (SCRIPT,), "both") in checks
     identity = m["identity"]["minio"]
     assert identity["members"] == {f"minio-{n}.pigsty": ip for n, ip in enumerate(IPS, 1)}
     assert identity["seq"] == 2 and identity["node"] == "minio-2.pigsty"
@@ -225,41 +246,34 @@ def test_secrets_never_reach_the_bundle(demo):
 # -- single node and parameters -------------------------------------------------------------------------------
 
 
-def test_single_node_single_drive(variant):
-    built = variant(single_inventory())
-    values = env(built.file("10.10.10.10", "/etc/default/minio"))
-    assert values["MINIO_VOLUMES"] == "/data/minio"
-    assert values["MINIO_BROWSER_REDIRECT_URL"] == "https://minio-1.pigsty:9001"  # no portal: the node itself
-    dirs = {d["path"] for d in built.manifest("10.10.10.10")["directories"]}
-    assert "/data/minio" in dirs
+@pytest.mark.parametrize(
+    ("data", "drives"), [("/data/minio", ["/data/minio"]), ("/data{1...3}/minio", ["/data1/minio", "/data3/minio"])]
+)
+def test_single_node_keeps_the_data_pattern(variant, data, drives):
+    built = variant(single_inventory(minio_data=data))
+    values = env(built.file("10.10.10.10", ENV))
+    assert values["MINIO_VOLUMES"] == data  # MinIO expands the ellipsis itself: several drives of one node
+    assert not {"MINIO_BROWSER", "MINIO_DOMAIN", "MINIO_SERVER_URL", "MINIO_BROWSER_REDIRECT_URL"} & set(values)
+    assert set(drives) <= {d["path"] for d in built.manifest("10.10.10.10")["directories"]}
     assert built.file("10.10.10.10", "/etc/hosts").count("minio-1.pigsty") == 1
-
-
-def test_single_node_multi_drive_keeps_the_ellipsis(variant):
-    built = variant(single_inventory(minio_data="/data{1...4}/minio"))
-    assert env(built.file("10.10.10.10", "/etc/default/minio"))["MINIO_VOLUMES"] == "/data{1...4}/minio"
-    dirs = {d["path"] for d in built.manifest("10.10.10.10")["directories"]}
-    assert {"/data1/minio", "/data2/minio", "/data3/minio", "/data4/minio"} <= dirs
 
 
 def test_plain_http(variant):
     built = variant(single_inventory(minio_https=False))
-    values = env(built.file("10.10.10.10", "/etc/default/minio"))
+    values = env(built.file("10.10.10.10", ENV))
     assert values["MINIO_OPTS"] == "--address :9000 --console-address :9001"
-    assert values["MINIO_SERVER_URL"] == "http://sss.pigsty:9000"
     m = built.manifest("10.10.10.10")
-    assert m["certificates"] == []
-    assert {u["name"]: u["health"] for u in m["units"]}["minio.service"] == "http://10.10.10.10:9000/minio/health/live"
+    assert m["certificates"] == [] and not [t for t in m["trust"] if "minio" in t or "mcli" in t]
+    assert {u["name"]: u["health"] for u in m["units"]}["silo.service"] == "http://10.10.10.10:9000/minio/health/live"
+    script = built.file("10.10.10.10", SCRIPT).splitlines()
+    assert "ENDPOINT=http://sss.pigsty:9000" in script
+    assert 'until "$CURL" -fs -o /dev/null --max-time 5 "$HEALTH"; do' in script
 
 
-def test_explicit_volumes_and_extra_vars(variant):
-    data = demo_inventory()
-    v = data["all"]["children"]["minio"]["vars"]
-    v["minio_volumes"] = "https://minio-{1...4}.pigsty:9000/data{1...4} https://minio-{5...8}.pigsty:9000/data{1...4}"
-    v["minio_extra_vars"] = 'MINIO_COMPRESSION_ENABLE=on\n# a comment\nexport MINIO_REGION_NAME="eu-1"\n'
-    values = env(variant(data).file("10.10.10.13", "/etc/default/minio"))
-    assert values["MINIO_VOLUMES"] == v["minio_volumes"]
-    assert values["MINIO_COMPRESSION_ENABLE"] == "on" and values["MINIO_REGION_NAME"] == "eu-1"
+def test_extra_vars_are_parsed_into_lines(variant):
+    extra = 'MINIO_COMPRESSION_ENABLE=on\n# a comment\nexport MINIO_REGION_NAME="eu-1"\n'
+    values = env(variant(single_inventory(minio_extra_vars=extra)).file("10.10.10.10", ENV))
+    assert list(values.items())[-2:] == [("MINIO_COMPRESSION_ENABLE", "on"), ("MINIO_REGION_NAME", "eu-1")]
 
 
 def test_no_etc_hosts_block_means_no_contribution(variant):
@@ -267,7 +281,7 @@ def test_no_etc_hosts_block_means_no_contribution(variant):
     data["all"]["vars"]["node_write_etc_hosts"] = False
     built = variant(data)
     assert "/etc/hosts" not in built.trees["10.10.10.10"]
-    assert "/etc/default/minio" in built.trees["10.10.10.10"]
+    assert ENV in built.trees["10.10.10.10"]
 
 
 # -- cross-host rules ------------------------------------------------------------------------------------------
@@ -360,9 +374,9 @@ def test_console_port_clashes_with_api_port(tmp_path):
         ("minio_users", [{"access_key": "ab", "secret_key": "x" * 8}], "minio_users[0].access_key", ("3",)),
         (
             "minio_users",
-            [{"access_key": "app", "secret_key": "x" * 8, "policy": "nope"}],
+            [{"access_key": "app", "secret_key": "x" * 8, "policy": "pgsql data"}],
             "minio_users[0].policy",
-            ("nope",),
+            ("one policy name",),
         ),
         ("minio_extra_vars", "MINIO_X=$(id)", "minio_extra_vars", ("MINIO_X",)),
         ("minio_extra_vars", "not a variable", "minio_extra_vars", ("NAME=value",)),
@@ -377,6 +391,18 @@ def test_values_are_validated(tmp_path, key, value, path, words):
     d = demo_inventory()
     mvars(d)[key] = value
     expect(failing(d, tmp_path), f"{MV}.{path}", *words)
+
+
+def test_a_user_policy_unknown_to_the_inventory_is_a_warning(tmp_path):
+    """Pigsty attaches whatever policy is named; one that is neither a bucket's nor built-in must exist already."""
+    d = demo_inventory()
+    mvars(d)["minio_users"] = [{"access_key": "app", "secret_key": "x" * 8, "policy": "custom"}]
+    compiled = compile_fleet(dump_inventory(d, tmp_path / "pigsty.yml"))
+    assert not compiled.report.errors
+    assert any(
+        w.path == f"{MV}.minio_users[0].policy" and "must exist on the server" in w.message
+        for w in compiled.report.warnings
+    )
 
 
 # -- schema ---------------------------------------------------------------------------------------------------------
@@ -428,7 +454,7 @@ def spoiled(bundles: Path, tmp: Path, path: str, fn) -> Path:
 @pytest.mark.slow
 def test_minio_env_accepts_every_member(bundles):
     for ip in IPS:
-        result = run_checker(bundles, ip, "minio_env", ("/etc/default/minio",))
+        result = run_checker(bundles, ip, "minio_env", (ENV,))
         assert result.status == "pass", result.output
         assert "MINIO_VOLUMES" in result.output
 
@@ -439,36 +465,37 @@ def test_minio_env_accepts_every_member(bundles):
     [
         ('"<<secret:minio/minio_secret_key>>"', '"short"', "MINIO_ROOT_PASSWORD must be >= 8 chars"),
         ('MINIO_ROOT_USER="minioadmin"', 'MINIO_ROOT_USER="mi"', "MINIO_ROOT_USER must be >= 3 chars"),
-        ('MINIO_DOMAIN="sss.pigsty"', 'MINIO_DOMAIN="sss.pigsty', "unexpected EOF while looking for matching"),
+        ('_JOB_ID="minio"', '_JOB_ID="minio', "unexpected EOF while looking for matching"),
         ('/data{1...4}"', '/data{1..4}"', "malformed ellipsis"),
         ("minio-{1...4}.pigsty:9000/data{1...4}", "minio-{1...17}.pigsty:9000/data1", "endpoints provided (17)"),
         ('MINIO_ROOT_USER="minioadmin"\n', "", "MINIO_ROOT_USER is not set"),
     ],
 )
 def test_minio_env_rejects_broken_files(bundles, tmp_path, old, new, message):
-    root = spoiled(bundles, tmp_path, "/etc/default/minio", lambda t: t.replace(old, new, 1))
-    result = run_checker(root, "10.10.10.10", "minio_env", ("/etc/default/minio",))
+    root = spoiled(bundles, tmp_path, ENV, lambda t: t.replace(old, new, 1))
+    result = run_checker(root, "10.10.10.10", "minio_env", (ENV,))
     assert result.status == "fail", result.output
     assert message in result.output, result.output
 
 
 @pytest.mark.slow
 def test_shell_accepts_and_rejects_the_provisioning_script(bundles, tmp_path):
-    result = run_checker(bundles, "10.10.10.10", "shell", ("/etc/minio/provision.sh",))
-    assert result.status == "pass", result.output
-    root = spoiled(bundles, tmp_path, "/etc/minio/provision.sh", lambda t: t.replace("  esac\n", "", 1))
-    result = run_checker(root, "10.10.10.10", "shell", ("/etc/minio/provision.sh",))
+    for ip in ("10.10.10.10", "10.10.10.11"):
+        result = run_checker(bundles, ip, "shell", (SCRIPT,))
+        assert result.status == "pass", result.output
+    root = spoiled(bundles, tmp_path, SCRIPT, lambda t: t.replace("  esac\n", "", 1))
+    result = run_checker(root, "10.10.10.10", "shell", (SCRIPT,))
     assert result.status == "fail" and "syntax error" in result.output, result.output
-    assert "/etc/minio/provision.sh" in result.output
+    assert SCRIPT in result.output
 
 
 FAKE_MCLI = """#!/bin/sh
-# stand-in for mcli: records its arguments (and the policy documents it gets); a policy attached once is
+# stand-in for mcli: refuses any configuration but root's, records its other arguments; a policy attached once is
 # "already in effect" the next time, as mcli says
+[ "$1 $2" = "--config-dir /root/.mcli" ] || { echo "mcli: not root's configuration: $1 $2" >&2; exit 2; }
+shift 2
 printf '%s\\n' "$*" >> "$STY_LOG"
 case "$1 $2 $3" in
-  "admin policy create")
-    printf 'document %s %s\\n' "$5" "$(tr -d ' \\n' < "$6")" >> "$STY_LOG" ;;
   "admin policy attach")
     if grep -qxF "attached $5 $7" "$STY_STATE" 2>/dev/null; then
       echo "mcli: <ERROR> Unable to make user/group policy association." \\
@@ -480,57 +507,94 @@ esac
 exit 0
 """
 
+# stand-in for curl: the cluster answers unhealthy the first $STY_UNHEALTHY times
+FAKE_CURL = """#!/bin/sh
+printf 'curl %s\\n' "$*" >> "$STY_LOG"
+n=$(cat "$STY_CURLS" 2>/dev/null || echo 0)
+echo $((n + 1)) > "$STY_CURLS"
+[ "$n" -ge "${STY_UNHEALTHY:-0}" ]
+"""
 
-@pytest.mark.slow
-def test_provisioning_script_runs_idempotently_against_a_stand_in_mcli(bundles, tmp_path):
-    """bash runs the script (secrets substituted, the environment file from the bundle) twice with a stand-in
-    mcli: the calls are the expected ones, the user secret keys arrive intact, the second run succeeds too."""
+
+def stand_ins(tmp_path: Path, ip: str, bundles: Path, secrets: dict[str, str]) -> tuple[Path, dict[str, str]]:
+    """The member's script and environment file with secrets substituted, the script reading the copy, and the
+    environment that runs it with the stand-ins (no sleeping between health probes)."""
     from sty.apply.checks.util import substitute
 
+    node = bundles / ip
+    tmp_path.mkdir(exist_ok=True)
+    env_file = tmp_path / "silo.env"
+    env_file.write_text(substitute((node / "etc/default/silo").read_text(), secrets.get))
+    script = tmp_path / "provision.sh"
+    text = substitute((node / "etc/minio/provision.sh").read_text(), secrets.get)
+    script.write_text(text.replace(". /etc/default/silo", f". {env_file}").replace("  sleep 5\n", ""))
+    for name, body in (("mcli", FAKE_MCLI), ("curl", FAKE_CURL)):
+        (tmp_path / name).write_text(body)
+        (tmp_path / name).chmod(0o755)
+    environ = {
+        "PATH": os.environ["PATH"],
+        "MCLI": str(tmp_path / "mcli"),
+        "CURL": str(tmp_path / "curl"),
+        "STY_LOG": str(tmp_path / "calls.log"),
+        "STY_STATE": str(tmp_path / "state"),
+        "STY_CURLS": str(tmp_path / "curls"),
+    }
+    return script, environ
+
+
+def run_script(script: Path, environ: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(script)], env=environ, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.slow
+def test_provisioning_script_runs_idempotently_against_stand_ins(bundles, tmp_path):
+    """bash runs the first member's script (secrets substituted, the environment file from the bundle) twice with
+    stand-in mcli and curl: it waits for the cluster's health, the calls are the expected ones, the user secret
+    keys arrive intact, the second run succeeds too."""
     secrets = {
         "minio/minio_secret_key": "Root.Secret-1",
         "minio/minio_users/pgbackrest/secret_key": "Back up $HOME 'q' \"d\"",
         "minio/minio_users/s3user_meta/secret_key": "Meta.Secret-1",
         "minio/minio_users/s3user_data/secret_key": "Data.Secret-1",
     }
-    node = bundles / "10.10.10.10"
-    env_file = tmp_path / "minio.env"
-    env_file.write_text(substitute((node / "etc/default/minio").read_text(), secrets.get))
-    script = tmp_path / "provision.sh"
-    text = substitute((node / "etc/minio/provision.sh").read_text(), secrets.get)
-    script.write_text(text.replace(". /etc/default/minio", f". {env_file}"))
-    mcli = tmp_path / "mcli"
-    mcli.write_text(FAKE_MCLI)
-    mcli.chmod(mcli.stat().st_mode | stat.S_IEXEC)
-    log, state = tmp_path / "calls.log", tmp_path / "state"
-    environ = {"PATH": os.environ["PATH"], "MCLI": str(mcli), "STY_LOG": str(log), "STY_STATE": str(state)}
-    for _ in range(2):
-        proc = subprocess.run(["bash", str(script)], env=environ, capture_output=True, text=True, timeout=30)
+    script, environ = stand_ins(tmp_path, "10.10.10.10", bundles, secrets)
+    for unhealthy in ("2", "0"):
+        proc = run_script(script, environ | {"STY_UNHEALTHY": unhealthy})
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    calls = [re.sub(r"/tmp/tmp\.\w+", "<tmp>", c) for c in log.read_text().splitlines()]
+    calls = [re.sub(r"/tmp/tmp\.\w+", "<tmp>", c) for c in (tmp_path / "calls.log").read_text().splitlines()]
+    health = "curl -fs -o /dev/null --max-time 5 --cacert /etc/pki/ca.crt https://127.0.0.1:9000/minio/health/cluster"
+    assert calls[:3] == [health] * 3  # two unhealthy answers, then healthy
+    calls = [c for c in calls if not c.startswith("curl ")]
     first = calls[: len(calls) // 2]
     assert first[0] == "alias set sss https://sss.pigsty:9002 minioadmin Root.Secret-1"
-    assert "mb --ignore-existing sss/meta" in first and "version enable sss/meta" in first
+    assert "mb --ignore-existing --with-versioning sss/meta" in first and "version enable sss/meta" in first
     assert "admin user add sss pgbackrest Back up $HOME 'q' \"d\"" in first
     assert "admin policy attach sss pgsql --user pgbackrest" in first
     policies = [c for c in first if c.startswith("admin policy create")]
     assert policies == [f"admin policy create sss {b} <tmp>" for b in ("pgsql", "meta", "data")]
-    document = next(c for c in first if c.startswith("document meta "))
-    assert json.loads(document.split(" ", 2)[2])["Statement"][0]["Resource"] == [
-        "arn:aws:s3:::meta",
-        "arn:aws:s3:::meta/*",
-    ]
     assert calls[len(calls) // 2 :] == first  # the second run makes the same calls and tolerates the attach errors
 
 
 @pytest.mark.slow
+def test_provisioning_stops_on_an_unhealthy_cluster_and_other_members_only_set_the_alias(bundles, tmp_path):
+    root = {"minio/minio_secret_key": "Root.Secret-1"}
+    script, environ = stand_ins(tmp_path / "first", "10.10.10.10", bundles, root)
+    proc = run_script(script, environ | {"STY_UNHEALTHY": "1000"})
+    assert proc.returncode == 1 and "MinIO cluster minio is not healthy at https://127.0.0.1:9000" in proc.stderr
+    calls = (tmp_path / "first" / "calls.log").read_text().splitlines()
+    assert len(calls) == 60 and all(c.startswith("curl ") for c in calls)  # no mcli call at all
+    script, environ = stand_ins(tmp_path / "other", "10.10.10.12", bundles, root)
+    assert run_script(script, environ).returncode == 0
+    calls = (tmp_path / "other" / "calls.log").read_text().splitlines()
+    assert calls == ["alias set sss https://sss.pigsty:9002 minioadmin Root.Secret-1"]
+
+
+@pytest.mark.slow
 def test_systemd_accepts_and_rejects_the_unit(bundles, tmp_path):
-    result = run_checker(bundles, "10.10.10.11", "systemd", ("/etc/systemd/system/minio.service",))
+    result = run_checker(bundles, "10.10.10.11", "systemd", (UNIT,))
     if result.status == "skip":
         pytest.skip(result.reason)
     assert result.status == "pass", result.output
-    root = spoiled(
-        bundles, tmp_path, "/etc/systemd/system/minio.service", lambda t: t.replace("Type=simple", "Type=simpel")
-    )
-    result = run_checker(root, "10.10.10.10", "systemd", ("/etc/systemd/system/minio.service",))
+    root = spoiled(bundles, tmp_path, UNIT, lambda t: t.replace("Type=notify", "Type=notifi"))
+    result = run_checker(root, "10.10.10.10", "systemd", (UNIT,))
     assert result.status == "fail" and "Failed to parse service type" in result.output

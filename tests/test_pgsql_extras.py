@@ -126,10 +126,13 @@ def test_pgbackrest_conf_of_the_local_repository(shipped):
         "repo1-path=/pg/backup",
         "repo1-retention-full-type=count",
         "repo1-retention-full=2",
-        "compress-type=lz4",
+        "compress-type=zst",
+        "archive-push-queue-max=4GiB",  # as Pigsty: an archive outage must not fill the disk
     ):
         assert line in glob.splitlines(), line
-    assert "[global:archive-push]\nprocess-max=1\n" in conf  # 2 CPUs assumed
+    for section in ("backup", "archive-push", "archive-get"):  # as Pigsty: a quarter of the cores, 2 to 4
+        assert f"[global:{section}]\nprocess-max=2\n" in conf  # 2 CPUs assumed
+    assert "[global:restore]\nprocess-max=2\n" in conf
     e = entry(trees[PRIMARY], "/etc/pgbackrest/pgbackrest.conf")
     assert (e["owner"], e["group"], e["mode"], e["format"], e["module"]) == (
         "postgres", "postgres", "0600", "pgbackrest", "pgsql",
@@ -170,7 +173,7 @@ def test_pgbackrest_s3_repository_with_secret_placeholders(variant):
         "pg-test/pgbackrest_repo/minio/s3_key_secret",
     ]
     doc = yaml.safe_load(trees[PRIMARY]["/etc/patroni/patroni.yml"])
-    assert doc["postgresql"]["create_replica_methods"] == ["pgbackrest", "basebackup"]
+    assert doc["postgresql"]["create_replica_methods"] == ["basebackup", "pgbackrest"]  # Pigsty: from the primary first
     assert doc["postgresql"]["pgbackrest"] == {
         "command": "/usr/bin/pgbackrest --stanza=pg-test --delta restore",
         "keep_data": True,
@@ -330,8 +333,11 @@ def test_vip_manager_config_with_interface_auto(variant):
     tree = trees[PRIMARY]
     conf = yaml.safe_load(tree["/etc/default/vip-manager.yml"])
     assert conf == {
-        "dcs-endpoints": ["http://10.10.10.10:2379"],
+        "dcs-endpoints": ["https://10.10.10.10:2379"],
         "dcs-type": "etcd",
+        "etcd-ca-file": "/pg/cert/ca.crt",
+        "etcd-cert-file": "/pg/cert/server.crt",
+        "etcd-key-file": "/pg/cert/server.key",
         "etcd-password": "<<secret:pg-test/pg_etcd_password>>",
         "etcd-user": "pg-test",
         "interval": 1000,
@@ -525,7 +531,7 @@ def test_pgbackrest_accepts_the_local_and_the_s3_repository(shipped, variant, tm
 def test_pgbackrest_rejects_broken_files(shipped, tmp_path):
     need("pgbackrest", "unshare", "setpriv")
     tree = shipped[0][PRIMARY]
-    bad = run(tree, tmp_path / "a", PRIMARY, "pgbackrest", spoil(CONF, "compress-type=lz4", "compress-type=lz5"))
+    bad = run(tree, tmp_path / "a", PRIMARY, "pgbackrest", spoil(CONF, "compress-type=zst", "compress-type=lz5"))
     assert bad.status == "fail" and "'lz5' is not allowed for 'compress-type' option" in bad.output
     typo = run(tree, tmp_path / "b", PRIMARY, "pgbackrest", spoil(CONF, "start-fast=y", "start-fsat=y"))
     assert typo.status == "fail"

@@ -1,22 +1,14 @@
 """REDIS: what the bundles of Pigsty's demo/redis.yml say (standalone primary + replica, a sentinel trio, a
-3 x 2 native cluster), how parameters change them, the cross-host rules, and (slow) real programs judging
-them: redis-server starts on every config, redis_exporter scrapes an instance with the password file,
-`redis-cli --cluster create` forms the native cluster from the recorded member list, systemd-analyze
-verifies the units.
+3 x 2 native cluster), how parameters change them and the cross-host rules. Real programs judge the bundles in
+test_redis_programs.py; test_redis_pigsty.py holds them to Pigsty's own templates.
 
-The demo's `infra` group is left out of these inventories: this file is about REDIS, and INFRA's files are
-judged elsewhere. Everything that starts a server runs inside a private network namespace (the configs
-name 10.10.10.x addresses) via apply.checks.util.netns.
+The demo's `infra` group is left out of these inventories (except where the scrape targets are read): this
+file is about REDIS, and INFRA's files are judged elsewhere.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +18,7 @@ import yaml
 from conftest import ROOT, dump_inventory
 from shared import CORPUS
 
-from sty.compiler.build import build, render_targets
+from sty.compiler.build import render_targets
 from sty.compiler.errors import InventoryError, Problem
 from sty.compiler.pipeline import compile_fleet, resolve_target
 
@@ -103,10 +95,20 @@ def test_standalone_primary_config(demo):
         "protected-mode no",
         "daemonize no",
         "supervised systemd",
-        'pidfile "/run/redis/redis-ms-1-6379.pid"',
+        'pidfile "/var/run/redis/redis-ms-1-6379.pid"',
         'logfile "/var/log/redis/redis-ms-1-6379.log"',
-        'dir "/data/redis/6379"',
+        'dir "/data/redis/redis-ms-1-6379"',
+        'dbfilename "redis-ms-1-6379.rdb"',
+        'appendfilename "redis-ms-1-6379.aof"',
         "save 1200 1",
+        "stop-writes-on-bgsave-error no",
+        "repl-diskless-sync no",
+        "maxclients 6000",
+        "tcp-backlog 1024",
+        "tcp-keepalive 300",
+        "latency-monitor-threshold 0",
+        "cluster-enabled no",
+        "cluster-require-full-coverage no",
         "maxmemory 64MB",
         "maxmemory-policy allkeys-lru",
         "appendonly no",
@@ -114,22 +116,40 @@ def test_standalone_primary_config(demo):
         'masterauth "<<secret:redis-ms/redis_password>>"',
     ):
         assert expected in lines, expected
-    assert not any(line.startswith(("replicaof", "cluster-enabled", "sentinel", "rename-command")) for line in lines)
+    assert not any(
+        line.startswith(("replicaof", "cluster-config-file", "sentinel", "rename-command", "unixsocket"))
+        for line in lines
+    )
     assert "redis-ms-1-6379 @ 10.10.10.10:6379" in conf.splitlines()[1]
 
 
 def test_replica_follows_replica_of(demo):
     lines = directives(demo.file("10.10.10.10", "/etc/redis/redis-ms-1-6380.conf"))
     assert "replicaof 10.10.10.10 6379" in lines
-    assert "port 6380" in lines and 'dir "/data/redis/6380"' in lines
+    assert "port 6380" in lines and 'dir "/data/redis/redis-ms-1-6380"' in lines
+    assert 'dbfilename "redis-ms-1-6380.rdb"' in lines
     assert 'masterauth "<<secret:redis-ms/redis_password>>"' in lines
 
 
 def test_instance_unit_and_restart_actions(demo):
     unit = demo.file("10.10.10.10", "/etc/systemd/system/redis-ms-1-6379.service")
     assert "ExecStart=/usr/bin/redis-server /etc/redis/redis-ms-1-6379.conf\n" in unit
-    assert "Type=notify" in unit and "User=redis" in unit and "WorkingDirectory=/data/redis/6379" in unit
-    assert "RuntimeDirectory=redis" in unit and "RuntimeDirectoryPreserve=yes" in unit
+    for line in (
+        "Type=notify",
+        "User=redis",
+        "Group=redis",
+        "WorkingDirectory=/data/redis/redis-ms-1-6379",
+        "AssertPathExists=/etc/redis/redis-ms-1-6379.conf",
+        "RuntimeDirectory=redis",
+        "RuntimeDirectoryMode=0755",
+        "RuntimeDirectoryPreserve=yes",
+        "UMask=0077",
+        "LimitNOFILE=10032",
+        "Restart=on-failure",
+        "TimeoutStartSec=1800s",
+        "TimeoutStopSec=60",
+    ):
+        assert line in unit.splitlines(), line
     assert demo.actions("10.10.10.10", "/etc/redis/redis-ms-1-6379.conf") == ["restart redis-ms-1-6379.service"]
     assert demo.actions("10.10.10.10", "/etc/systemd/system/redis-ms-1-6379.service") == [
         "daemon-reload",
@@ -147,7 +167,9 @@ def test_sentinel_configs_monitor_the_primary(demo):
     for port in (26379, 26380, 26381):
         conf = demo.file("10.10.10.11", f"/etc/redis/redis-meta-1-{port}.conf")
         lines = directives(conf)
-        assert f"port {port}" in lines and f'dir "/data/redis/{port}"' in lines
+        assert f"port {port}" in lines and f'dir "/data/redis/redis-meta-1-{port}"' in lines
+        assert f'pidfile "/var/run/redis/redis-meta-1-{port}.pid"' in lines
+        assert f'logfile "/var/log/redis/redis-meta-1-{port}.log"' in lines
         assert "sentinel monitor redis-ms 10.10.10.10 6379 2" in lines
         assert 'sentinel auth-pass redis-ms "<<secret:redis-meta/redis_sentinel_monitor/redis-ms/password>>"' in lines
         assert 'requirepass "<<secret:redis-meta/redis_password>>"' in lines
@@ -170,6 +192,8 @@ def test_native_cluster_configs_and_create_command(demo):
             lines = directives(demo.file(ip, path))
             assert "cluster-enabled yes" in lines
             assert f'cluster-config-file "nodes-{port}.conf"' in lines
+            assert f'dir "/data/redis/redis-test-{node}-{port}"' in lines
+            assert "cluster-require-full-coverage no" in lines and "cluster-migration-barrier 10" in lines
             assert "maxmemory 32MB" in lines
             expected = [f"restart redis-test-{node}-{port}.service"]
             if node == 1:  # the cluster's first node creates it
@@ -194,9 +218,11 @@ def test_one_exporter_per_node_scrapes_every_instance(demo):
     unit = demo.file("10.10.10.11", "/etc/systemd/system/redis_exporter.service")
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     assert exec_start == (
-        "ExecStart=/usr/bin/prometheus-redis-exporter -web.listen-address=:9121 -redis.addr= "
+        "ExecStart=/usr/bin/prometheus-redis-exporter -web.listen-address=:9121 -web.telemetry-path=/metrics "
+        "-connection-timeout=10s -include-system-metrics -redis.addr= "
         "-redis.password-file=/etc/redis/redis_exporter.json"
     )
+    assert "CPUQuota=10%" in unit.splitlines()
     passwords = json.loads(demo.file("10.10.10.11", "/etc/redis/redis_exporter.json"))
     assert passwords == {
         f"redis://10.10.10.11:{p}": "<<secret:redis-meta/redis_password>>" for p in (26379, 26380, 26381)
@@ -217,9 +243,10 @@ def test_manifest_packages_users_directories_checks(demo):
     assert {"redis-server", "redis-tools", "prometheus-redis-exporter"} <= set(m["packages"])
     assert {"name": "redis", "system": True} in m["users"]
     dirs = {d["path"]: (d["owner"], d["mode"]) for d in m["directories"]}
-    assert dirs["/data/redis"] == ("redis", "0755")
-    assert dirs["/data/redis/6379"] == ("redis", "0700") and dirs["/data/redis/6380"] == ("redis", "0700")
-    assert dirs["/etc/redis"] == ("redis", "0750") and dirs["/var/log/redis"] == ("redis", "0750")
+    assert dirs["/data/redis"] == ("redis", "0700")
+    assert dirs["/data/redis/redis-ms-1-6379"] == ("redis", "0700")
+    assert dirs["/data/redis/redis-ms-1-6380"] == ("redis", "0700")
+    assert dirs["/etc/redis"] == ("redis", "0700") and dirs["/var/log/redis"] == ("redis", "0700")
     checks = {(c["checker"], tuple(c["files"]), c["where"]) for c in m["checks"]}
     assert ("redis", ("/etc/redis/redis-ms-1-6379.conf",), "both") in checks
     assert ("redis", ("/etc/redis/redis-ms-1-6380.conf",), "both") in checks
@@ -273,14 +300,15 @@ def test_parameters_shape_the_config(variant):
         "maxmemory 2gb",
         'rename-command FLUSHALL ""',
         'rename-command KEYS "sty-keys"',
-        'dir "/srv/redis/6379"',
+        'dir "/srv/redis/redis-ms-1-6379"',
     ):
         assert expected in lines, expected
     unit = b.file("10.10.10.10", "/etc/systemd/system/redis_exporter.service")
     assert "-web.listen-address=:9122" in unit and " -include-system-metrics -redis-only-metrics\n" in unit
-    assert "WorkingDirectory=/srv/redis/6379" in b.file("10.10.10.10", "/etc/systemd/system/redis-ms-1-6379.service")
+    unit_text = b.file("10.10.10.10", "/etc/systemd/system/redis-ms-1-6379.service")
+    assert "WorkingDirectory=/srv/redis/redis-ms-1-6379" in unit_text
     dirs = {d["path"] for d in b.manifest("10.10.10.10")["directories"]}
-    assert {"/srv/redis", "/srv/redis/6379", "/srv/redis/6380"} <= dirs
+    assert {"/srv/redis", "/srv/redis/redis-ms-1-6379", "/srv/redis/redis-ms-1-6380"} <= dirs
 
 
 def test_no_password_means_no_auth_and_no_password_file(variant):
@@ -290,6 +318,16 @@ def test_no_password_means_no_auth_and_no_password_file(variant):
     assert "/etc/redis/redis_exporter.json" not in b.trees["10.10.10.10"]
     assert "-redis.password-file" not in b.file("10.10.10.10", "/etc/systemd/system/redis_exporter.service")
     assert "secrets" not in b.entry("10.10.10.10", "/etc/redis/redis-ms-1-6379.conf")
+
+
+def test_exporter_serves_its_metrics_on_exporter_metrics_path(variant, tmp_path):
+    b = variant(lambda d: d["all"]["children"]["redis-ms"]["vars"].update(exporter_metrics_path="/x/metrics"))
+    assert "-web.telemetry-path=/x/metrics" in b.file("10.10.10.10", "/etc/systemd/system/redis_exporter.service")
+    units = {u["name"]: u["health"] for u in b.manifest("10.10.10.10")["units"]}
+    assert units["redis_exporter.service"] == "http://10.10.10.10:9121/x/metrics"
+    d = demo_inventory()
+    cvars(d, "redis-ms")["exporter_metrics_path"] = "/metrics; rm"
+    expect(failing(d, tmp_path), f"{MS}.vars.exporter_metrics_path", "URL path")
 
 
 def test_exporter_disabled(variant):
@@ -506,206 +544,3 @@ def test_schema_covers_every_redis_parameter_with_pigsty_defaults():
         if name not in ("redis_cluster", "redis_node", "redis_instances"):  # identity: no default in Pigsty
             assert "default" in spec, name
     assert schema["redis_password"]["x-secret"] is True
-
-
-# ===================================================================================================================
-# slow: real programs
-# ===================================================================================================================
-
-
-def need_root(*programs: str) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (private network namespaces)")
-    for prog in programs:
-        if shutil.which(prog) is None:
-            if os.environ.get("CI"):
-                pytest.fail(f"{prog} is not installed (see .ci/run PACKAGES)")
-            pytest.skip(f"{prog} is not installed")
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory) -> Path:
-    """The demo inventory built to disk: <dir>/<ip>/ and <dir>/<ip>.yml."""
-    tmp = tmp_path_factory.mktemp("redis-bundles")
-    compiled = compile_fleet(dump_inventory(demo_inventory(), tmp / "pigsty.yml"))
-    build(compiled, tmp / "out")
-    return tmp / "out"
-
-
-def run_checker(root: Path, ip: str, name: str, files: tuple[str, ...]):
-    """One registered checker through the check runner (as `sty lint` runs it) on the bundle `root/ip`."""
-    import realprog as rp
-
-    return rp.run(root / ip, ip, name, files, outputs=root)
-
-
-def manifest_checks(root: Path, checker: str) -> list[tuple[str, tuple[str, ...]]]:
-    out = []
-    for m in sorted(root.glob("*.yml")):
-        for c in yaml.safe_load(m.read_text())["checks"]:
-            if c["checker"] == checker:
-                out.append((m.stem, tuple(c["files"])))
-    return out
-
-
-@pytest.mark.slow
-def test_redis_server_accepts_every_config(bundles):
-    need_root("redis-server", "redis-cli", "ip")
-    checks = manifest_checks(bundles, "redis")
-    assert len(checks) == 11  # 2 standalone + 3 sentinel + 6 cluster instances
-    for ip, files in checks:
-        result = run_checker(bundles, ip, "redis", files)
-        assert result.status == "pass", result.output
-        assert "answered PONG" in result.output
-
-
-@pytest.mark.slow
-def test_redis_server_rejects_broken_configs(bundles, tmp_path):
-    need_root("redis-server", "redis-cli", "ip")
-    root = tmp_path / "broken"
-    shutil.copytree(bundles, root)
-    conf = root / "10.10.10.10/etc/redis/redis-ms-1-6379.conf"
-    conf.write_text(conf.read_text().replace("maxmemory-policy allkeys-lru", "maxmemory-policy all-keys-lru"))
-    result = run_checker(root, "10.10.10.10", "redis", ("/etc/redis/redis-ms-1-6379.conf",))
-    assert result.status == "fail"
-    assert "FATAL CONFIG FILE ERROR" in result.output
-    assert "'maxmemory-policy all-keys-lru'" in result.output and "must be one of the following" in result.output
-
-    sentinel = root / "10.10.10.11/etc/redis/redis-meta-1-26379.conf"
-    sentinel.write_text(sentinel.read_text().replace("10.10.10.10 6379 2", "10.10.10.10 6379 two"))
-    result = run_checker(root, "10.10.10.11", "redis", ("/etc/redis/redis-meta-1-26379.conf",))
-    assert result.status == "fail" and "Quorum must be 1 or greater" in result.output
-
-
-@pytest.mark.slow
-def test_redis_server_rejects_a_bad_replicaof(bundles, tmp_path):
-    need_root("redis-server", "redis-cli", "ip")
-    root = tmp_path / "broken"
-    shutil.copytree(bundles, root)
-    conf = root / "10.10.10.10/etc/redis/redis-ms-1-6380.conf"
-    conf.write_text(conf.read_text().replace("replicaof 10.10.10.10 6379", "replicaof 10.10.10.10 sixty"))
-    result = run_checker(root, "10.10.10.10", "redis", ("/etc/redis/redis-ms-1-6380.conf",))
-    assert result.status == "fail" and "replicaof" in result.output
-
-
-def _start(ns, conf: Path, data: Path, log: Path, *extra: str) -> subprocess.Popen:
-    text = re.sub(r'^dir ".*"$', f'dir "{data}"', conf.read_text(), flags=re.M)
-    copy_ = data.parent / conf.name
-    copy_.write_text(text)
-    with open(log, "wb") as fh:
-        return ns.popen(
-            [
-                shutil.which("redis-server"),
-                str(copy_),
-                *extra,
-                "--daemonize",
-                "no",
-                "--supervised",
-                "no",
-                "--logfile",
-                "",
-            ],
-            stdout=fh,
-            stderr=fh,
-        )
-
-
-@pytest.mark.slow
-def test_exporter_scrapes_an_instance_with_the_password_file(bundles, tmp_path):
-    """redis_exporter with the unit's flags and the bundle's password file (secrets substituted) scrapes the
-    bundle's redis instance: redis_up 1; a wrong password in the file gives redis_up 0."""
-    need_root("redis-server", "redis-cli", "ip", "prometheus-redis-exporter")
-    from sty.apply.checks.util import netns, substitute, wait_for
-
-    node = bundles / "10.10.10.10"
-    secret = "Sty.Redis.Secret-1"
-    unit = (node / "etc/systemd/system/redis_exporter.service").read_text()
-    args = next(line for line in unit.splitlines() if line.startswith("ExecStart=")).split()[1:]
-    data = tmp_path / "data"
-    data.mkdir()
-    conf = tmp_path / "redis.conf"
-    conf.write_text(substitute((node / "etc/redis/redis-ms-1-6379.conf").read_text(), secret))
-    passwords = tmp_path / "passwords.json"
-    with netns(["10.10.10.10"]) as ns:
-        server = _start(ns, conf, data, tmp_path / "redis.log")
-        ping = ["redis-cli", "-h", "10.10.10.10", "-p", "6379", "--no-auth-warning", "-a", secret, "ping"]
-        assert wait_for(lambda: ns.run(ping).stdout.strip() == "PONG", 10, alive=server), (
-            tmp_path / "redis.log"
-        ).read_text()
-        for value, up in ((secret, "1"), ("wrong-password", "0")):
-            passwords.write_text(substitute((node / "etc/redis/redis_exporter.json").read_text(), value))
-            flags = [a.replace("/etc/redis/redis_exporter.json", str(passwords)) for a in args]
-            flags = [a.replace("-web.listen-address=:9121", "-web.listen-address=127.0.0.1:9121") for a in flags]
-            exporter = ns.popen(
-                [shutil.which("prometheus-redis-exporter"), *flags], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-            )
-            url = "http://127.0.0.1:9121/scrape?target=redis://10.10.10.10:6379"
-            fetch = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=5).read().decode())"
-            assert wait_for(lambda: ns.tcp_open("127.0.0.1", 9121), 10, alive=exporter)
-            body = ns.run([sys.executable, "-c", fetch]).stdout
-            assert re.search(rf"^redis_up {up}$", body, re.M), body[:2000]
-            from sty.apply.checks.util import stop
-
-            stop(exporter)
-            ns.procs.remove(exporter)
-
-
-@pytest.mark.slow
-def test_native_cluster_forms_from_the_recorded_members(bundles, tmp_path):
-    """The six cluster configs started in one namespace holding both hosts' addresses (each instance bound to
-    and announcing its host's address, as `bind 0.0.0.0` on two hosts cannot share one namespace), then the
-    create command
-    built from the manifest's cluster_create: the cluster reaches cluster_state:ok with 3 primaries."""
-    need_root("redis-server", "redis-cli", "ip")
-    from sty.apply.checks.util import netns, substitute, wait_for
-
-    secret = "Sty.Redis.Secret-1"
-    create = yaml.safe_load((bundles / "10.10.10.12.yml").read_text())["identity"]["redis"]["cluster_create"]
-    with netns(["10.10.10.12", "10.10.10.13"]) as ns:
-        servers = []
-        for ip, node in (("10.10.10.12", 1), ("10.10.10.13", 2)):
-            for port in (6379, 6380, 6381):
-                src = bundles / ip / f"etc/redis/redis-test-{node}-{port}.conf"
-                work = tmp_path / f"{ip}-{port}"
-                (work / "data").mkdir(parents=True)
-                conf = work / "redis.conf"
-                conf.write_text(substitute(src.read_text(), secret).replace("bind 0.0.0.0", f"bind {ip}"))
-                # in one namespace the kernel picks the peer's own address as source: announce ours
-                servers.append(_start(ns, conf, work / "data", work / "redis.log", "--cluster-announce-ip", ip))
-        auth = ["--no-auth-warning", "-a", secret]
-        for member in create["members"]:
-            host, port = member.split(":")
-            ping = ["redis-cli", "-h", host, "-p", port, *auth, "ping"]
-            assert wait_for(lambda ping=ping: ns.run(ping).stdout.strip() == "PONG", 10), member
-        cmd = ["redis-cli", *auth, "--cluster", "create", *create["members"]]
-        cmd += ["--cluster-replicas", str(create["replicas"]), "--cluster-yes"]
-        out = ns.run(cmd, timeout=60)
-        assert out.returncode == 0, out.stdout + out.stderr
-        info = ["redis-cli", "-h", "10.10.10.13", "-p", "6381", *auth, "cluster", "info"]
-        assert wait_for(lambda: "cluster_state:ok" in ns.run(info).stdout, 15), ns.run(info).stdout
-        assert "cluster_size:3" in ns.run(info).stdout
-
-
-@pytest.mark.slow
-def test_systemd_accepts_the_units(bundles):
-    need_root("systemd-analyze")
-    units = [(ip, u) for ip, files in manifest_checks(bundles, "systemd") for u in files if "redis" in u]
-    assert len(units) == 15  # 11 instances + 4 exporters
-    # one unit of each shape (the others differ only in names and paths): standalone, sentinel, cluster, exporter
-    shapes = {"redis-ms-1-6379.service", "redis-meta-1-26379.service", "redis-test-2-6381.service"}
-    chosen = [(ip, u) for ip, u in units if Path(u).name in shapes or (ip == "10.10.10.12" and "exporter" in u)]
-    assert len(chosen) == 4
-    for ip, unit in chosen:
-        result = run_checker(bundles, ip, "systemd", (unit,))
-        assert result.status == "pass", f"{unit}: {result.output} {result.reason}"
-
-
-@pytest.mark.slow
-def test_systemd_rejects_a_broken_unit(bundles, tmp_path):
-    need_root("systemd-analyze")
-    root = tmp_path / "out"
-    shutil.copytree(bundles, root)
-    unit = root / "10.10.10.10/etc/systemd/system/redis-ms-1-6379.service"
-    unit.write_text(unit.read_text().replace("Type=notify", "Type=notifyy"))
-    result = run_checker(root, "10.10.10.10", "systemd", ("/etc/systemd/system/redis-ms-1-6379.service",))
-    assert result.status == "fail" and "Failed to parse service type" in result.output

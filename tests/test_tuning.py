@@ -266,7 +266,7 @@ def test_settings_follow_the_postgres_version():
     assert postgres_parameters("olap", HUGE_HOST, pg_version=18)["io_workers"] == "32"
 
 
-@pytest.mark.parametrize("version", [12, 19, "15", True])
+@pytest.mark.parametrize("version", [12, 20, "15", True])
 def test_unsupported_versions_are_rejected(version):
     with pytest.raises(ValueError, match="pg_version"):
         postgres_parameters("oltp", SMALL, pg_version=version)

@@ -53,7 +53,7 @@ def run_vrl(program: str, event: dict) -> dict:
 # -- content ---------------------------------------------------------------------------------------
 
 
-def test_every_node_ships_journal_and_haproxy_logs_to_the_infra_victorialogs(shipped):
+def test_every_node_ships_its_journal_and_module_logs_to_the_infra_victorialogs(shipped):
     for ip, tree in shipped.items():
         doc = vector_doc(tree, ip)
         assert doc["data_dir"] == "/data/vector"
@@ -61,16 +61,15 @@ def test_every_node_ships_journal_and_haproxy_logs_to_the_infra_victorialogs(shi
         assert sink["type"] == "http" and sink["uri"] == "http://10.10.10.10:9428/insert/jsonline"
         assert sink["encoding"] == {"codec": "json"} and sink["framing"] == {"method": "newline_delimited"}
         assert sink["request"]["headers"]["VL-Stream-Fields"] == "job,ins,ip"
-        # NODE's own logs plus what each module on the host contributes
-        want = {"haproxy_logs", "syslog_logs", "postgres_logs", "patroni_logs", "pgbouncer_logs", "pgbackrest_logs"}
+        # NODE's own log (the whole journal, HAProxy's lines included) plus what each module on the host contributes
+        want = {"syslog_logs", "postgres_logs", "patroni_logs", "pgbouncer_logs", "pgbackrest_logs"}
         if ip == "10.10.10.10":
-            want |= {"etcd_logs", "nginx_logs"}
+            want |= {"etcd_logs", "nginx_logs", "nginx_error_logs"}
         assert sink["inputs"] == sorted(want)
-        excluded = ["etcd.service", "haproxy.service"] if ip == "10.10.10.10" else ["haproxy.service"]
-        assert doc["sources"]["syslog_raw"] == {"type": "journald", "exclude_units": excluded, "since_now": False}
+        want_journal = {"type": "journald", "current_boot_only": True, "since_now": False}
+        assert doc["sources"]["syslog_raw"] == want_journal
         assert doc["sources"]["postgres_raw"]["include"] == ["/pg/log/postgres/*.csv"]
-        assert "parse_csv!" in doc["transforms"]["postgres_logs"]["source"]
-        assert doc["sources"]["haproxy_raw"]["include_units"] == ["haproxy.service"]
+        assert "parse_csv(" in doc["transforms"]["postgres_logs"]["source"]
         metrics = doc["sinks"]["prometheus"]
         assert metrics["type"] == "prometheus_exporter" and metrics["address"] == "0.0.0.0:9598"
         assert metrics["inputs"] == ["internal_metrics"]
@@ -90,15 +89,18 @@ def test_remap_adds_job_ins_ip_and_trims_journal_fields(shipped):
         "source_type": "journald",
     }
     out = run_vrl(program, event)
-    assert {k: out[k] for k in ("job", "ins", "ip", "cls", "src", "unit", "ident", "level")} == {
-        "job": "node",
+    # Pigsty's syslog stream: job syslog, the node's identity, app / unit / pid / level name / priority
+    assert {k: out[k] for k in ("job", "ins", "ip", "cls", "src", "app", "unit", "pid", "level", "p")} == {
+        "job": "syslog",
         "ins": "pg-test-2",
         "ip": "10.10.10.12",
         "cls": "pg-test",
         "src": "syslog",
-        "unit": "cron.service",
-        "ident": "CRON",
-        "level": "6",
+        "app": "CRON",
+        "unit": "cron",
+        "pid": "42",
+        "level": "info",
+        "p": "6",
     }
     assert out["_time"] == "2024-01-01T00:00:00Z" and "_PID" not in out and "host" not in out
 
@@ -193,7 +195,7 @@ SETTINGS = VectorSettings(
     "beginning",
     [(SINK, "http://10.10.10.10:9428/insert/jsonline")],
 )
-NODE = Contribution(VECTOR_CONFIG, "node", "node", {"syslog": {"job": "node", "source": {"type": "journald"}}})
+NODE = Contribution(VECTOR_CONFIG, "node", "node", {"syslog": {"job": "syslog", "source": {"type": "journald"}}})
 PGSQL = Contribution(
     VECTOR_CONFIG,
     "pgsql",
@@ -233,7 +235,7 @@ def test_contributed_sources_are_merged_deterministically():
         "include": ["/pg/log/postgres/*.csv"],
         "read_from": "beginning",
     }
-    assert doc["sources"]["syslog_raw"]["exclude_units"] == ["etcd.service"]  # claimed by the etcd source
+    assert "exclude_units" not in doc["sources"]["syslog_raw"]  # the whole journal, as Pigsty ships it
     assert doc["sinks"][SINK]["inputs"] == ["etcd_logs", "patroni_logs", "postgres_logs", "syslog_logs"]
     assert check_config(doc, vrl_compiler()[0]) == []
     program = doc["transforms"]["postgres_logs"]["source"]
@@ -350,27 +352,27 @@ def test_missing_and_unknown_options_are_rejected(tmp_path):
     def edit(doc):
         del doc["sinks"][SINK]["uri"]
         doc["sources"]["syslog_raw"]["include_unit"] = ["x.service"]
-        doc["sources"]["haproxy_raw"]["since_now"] = "no"
+        doc["sources"]["etcd_raw"]["since_now"] = "no"
 
     rejected(
         tmp_path,
         edit,
         f'sink "{SINK}": missing field `uri`',
         'source "syslog_raw": unknown field `include_unit` for type `journald`',
-        'source "haproxy_raw": `since_now` must be true or false',
+        'source "etcd_raw": `since_now` must be true or false',
     )
 
 
 def test_cycle_and_duplicate_ids_are_rejected(tmp_path):
     def edit(doc):
-        doc["transforms"]["syslog_logs"]["inputs"] = ["syslog_raw", "haproxy_logs"]
-        doc["transforms"]["haproxy_logs"]["inputs"] = ["haproxy_raw", "syslog_logs"]
+        doc["transforms"]["syslog_logs"]["inputs"] = ["syslog_raw", "patroni_logs"]
+        doc["transforms"]["patroni_logs"]["inputs"] = ["patroni_raw", "syslog_logs"]
         doc["sinks"]["syslog_raw"] = {"type": "blackhole", "inputs": ["syslog_logs"]}
 
     out = rejected(
         tmp_path, edit, "Cyclic dependency detected in the chain", 'More than one component with name "syslog_raw"'
     )
-    assert "haproxy_logs" in out
+    assert "patroni_logs" in out
 
 
 def test_unparsable_yaml_is_rejected(tmp_path):

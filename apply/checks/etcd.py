@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from . import FAIL, PASS, CheckContext, CheckResult, register
-from .util import Netns, joined, netns, require, stop, substitute, tmpdir, wait_for
+from .util import Netns, StandinPki, joined, netns, require, stop, substitute, tmpdir, wait_for
 
 CONF = "/etc/etcd/etcd.conf"
 URL_KEYS = ("listen-client-urls", "listen-peer-urls", "advertise-client-urls", "initial-advertise-peer-urls")
@@ -106,27 +106,42 @@ def peer_members(peers: dict[str, Path], secret, path: str = CONF) -> list[Membe
     return out
 
 
-def _copy(member: Member, tmp: Path, loopback: bool) -> Path:
+TLS_SECTIONS = ("client-transport-security", "peer-transport-security")
+
+
+def _copy(member: Member, tmp: Path, loopback: bool, pki: StandinPki) -> Path:
     """The member's file with data-dir (and wal-dir) moved into `tmp`; without loopback client listeners
-    unless `loopback` (peers started beside the member under test)."""
-    text = member.text
-    for key in ("data-dir", "wal-dir"):
-        pattern = re.compile(rf"^{key}:.*$", re.M)
-        if pattern.search(text):
-            text = pattern.sub(f"{key}: {tmp / key}", text)
-        elif key == "data-dir":
-            text += f"\n{key}: {tmp / key}\n"
+    unless `loopback` (peers started beside the member under test); its TLS files (signed by the fleet CA at
+    apply time, so not in the bundle) replaced by a certificate of the check's own CA for the same names."""
+    data = member.data
+    if not data:  # not a mapping: etcd itself says what is wrong with the file
+        out = tmp / "etcd.conf"
+        out.write_text(member.text)
+        return out
+    data["data-dir"] = str(tmp / "data-dir")
+    if "wal-dir" in data:
+        data["wal-dir"] = str(tmp / "wal-dir")
     if not loopback:
-        listen = _urls(Member(member.host, text).data, "listen-client-urls")
-        urls = [u for u in listen if not url_host(u).startswith("127.")]
-        text = re.sub(r"^listen-client-urls:.*$", f"listen-client-urls: {','.join(urls)}", text, flags=re.M)
+        urls = [u for u in _urls(data, "listen-client-urls") if not url_host(u).startswith("127.")]
+        data["listen-client-urls"] = ",".join(urls)
+    if any(isinstance(data.get(k), dict) for k in TLS_SECTIONS):
+        cert, key = pki.issue(member.name or member.host, [*member.addresses(), member.name, "127.0.0.1", "localhost"])
+        for section in TLS_SECTIONS:
+            if isinstance(data.get(section), dict):
+                files = {"cert-file": str(cert), "key-file": str(key), "trusted-ca-file": str(pki.ca)}
+                data[section].update({k: v for k, v in files.items() if k in data[section]})
     out = tmp / "etcd.conf"
-    out.write_text(text)
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
     return out
 
 
-def etcdctl_health(ns: Netns, urls: list[str]) -> subprocess.CompletedProcess:
+def etcdctl_health(ns: Netns, urls: list[str], pki: StandinPki | None = None) -> subprocess.CompletedProcess:
+    """`etcdctl endpoint health`; over TLS as a client of the check's CA (etcd asks clients for a certificate
+    when its client side trusts a CA, as Pigsty's and sty's configurations do)."""
     cmd = ["etcdctl", "--endpoints", ",".join(urls), "--dial-timeout=1s", "--command-timeout=2s", "endpoint", "health"]
+    if pki is not None and any(u.startswith("https:") for u in urls):
+        cert, key = pki.client()
+        cmd[1:1] = ["--cacert", str(pki.ca), "--cert", str(cert), "--key", str(key)]
     return ns.run(cmd, env={**os.environ, "ETCDCTL_API": "3"})
 
 
@@ -136,9 +151,10 @@ def running(ns: Netns, members: list[Member], timeout: float = 20, health: bool 
     is healthy (or, with health=False, once the first serves its client port)."""
     with contextlib.ExitStack() as stack:
         procs, logs = [], []
+        pki = StandinPki(stack.enter_context(tmpdir("etcd-pki")))
         for i, m in enumerate(members):
             tmp = stack.enter_context(tmpdir("etcd"))
-            conf = _copy(m, tmp, loopback=(i == 0))
+            conf = _copy(m, tmp, loopback=(i == 0), pki=pki)
             log = tmp / "etcd.log"
             with open(log, "wb") as fh:
                 procs.append(ns.popen(["etcd", "--config-file", str(conf)], stdout=fh, stderr=subprocess.STDOUT))
@@ -156,7 +172,7 @@ def running(ns: Netns, members: list[Member], timeout: float = 20, health: bool 
                 return False
             if not health:
                 return True
-            r = etcdctl_health(ns, all_urls)
+            r = etcdctl_health(ns, all_urls, pki)
             last[:] = [r]
             return r.returncode == 0
 

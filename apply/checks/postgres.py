@@ -38,6 +38,7 @@ from .util import (
     pg_installed,
     pg_version,
     postgres_user,
+    provided_files,
     require,
     run,
     stop,
@@ -343,14 +344,32 @@ def check_settings(ctx: CheckContext) -> CheckResult:
     version = target_version(ctx, conf)
     pg_bin(version)  # Unavailable / NotInstalled before anything else
     tpl = template(version)
-    params = patroni_parameters(conf)
+    params, notes = standin_tls(ctx, patroni_parameters(conf), tpl)
     hba = hba_text_for(ctx, conf)
     ok, out = settings_dry_run(params, hba, tpl)
     if not ok:
         return CheckResult("postgres-settings", ctx.files, FAIL, out)
     check_extensions(preload_libraries(params), tpl, version)
     ok, out2 = settings_start(params, hba, tpl)
+    out2 = "\n".join([*notes, out2]) if notes else out2
     return CheckResult("postgres-settings", ctx.files, PASS if ok else FAIL, out2 if not ok else out + out2)
+
+
+TLS_FILES = {"ssl_cert_file": "cert", "ssl_key_file": "key", "ssl_ca_file": "cert"}
+
+
+def standin_tls(ctx: CheckContext, params: dict, tpl: PgTemplate) -> tuple[dict, list[str]]:
+    """The TLS files the apply stage provides (the instance's certificate and key, the fleet CA) are not in the
+    bundle: PostgreSQL reads the template's self-signed pair in their place. Any other path stays as written,
+    so a file that nobody delivers still fails the start."""
+    provided = set(provided_files(ctx.manifest))
+    out, notes = dict(params), []
+    for name, kind in TLS_FILES.items():
+        value = str(params.get(name) or "")
+        if value in provided:
+            out[name] = str(tpl.cert if kind == "cert" else tpl.key)
+            notes.append(f"{name} {value} is provided by the apply stage: checked with a stand-in")
+    return out, notes
 
 
 # --------------------------------------------------------------------------------------------------

@@ -243,12 +243,10 @@ def netns_id() -> str:
 # files the apply stage provides (the fleet CA, certificates signed at apply time)
 # --------------------------------------------------------------------------------------------------
 
-FLEET_CA = "/etc/pki/ca.crt"  # Pigsty's CA certificate on every node
-
 
 def provided_files(manifest: dict) -> list[str]:
     """Host paths a bundle may reference that are not in it because the apply stage provides them."""
-    paths = [FLEET_CA]
+    paths = [str(p) for p in manifest.get("trust") or []]
     for cert in manifest.get("certificates") or []:
         if isinstance(cert, dict):
             paths += [str(cert[k]) for k in ("cert", "key") if cert.get(k)]
@@ -283,3 +281,54 @@ def replace_paths(text: str, mapping: dict[str, str]) -> str:
     for src, dst in sorted(mapping.items(), key=lambda kv: -len(kv[0])):
         text = text.replace(src, dst)
     return text
+
+
+class StandinPki:
+    """A throwaway CA under `base` and certificates it signs for the names and addresses a stand-in daemon serves,
+    so that TLS between stand-ins (etcd peers, their clients) is verified as it is on the hosts, where the fleet
+    CA signs them at apply time."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        base.mkdir(parents=True, exist_ok=True)
+        self.ca, self.ca_key = base / "ca.crt", base / "ca.key"
+        run([
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-subj", "/CN=sty-standin-ca", "-days", "2", "-keyout", str(self.ca_key), "-out", str(self.ca),
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        ]).check_returncode()  # fmt: skip
+        self.issued = 0
+        self._client: tuple[Path, Path] | None = None
+
+    def client(self) -> tuple[Path, Path]:
+        """One client certificate for the check's own tools (etcdctl)."""
+        if self._client is None:
+            self._client = self.issue("sty-standin-client", ["localhost"])
+        return self._client
+
+    def issue(self, name: str, sans: list[str]) -> tuple[Path, Path]:
+        """(certificate, key) for `name`, valid for `sans` (addresses and DNS names), as server and client."""
+        self.issued += 1
+        cert, key = self.base / f"{self.issued}.crt", self.base / f"{self.issued}.key"
+        csr, ext = self.base / f"{self.issued}.csr", self.base / f"{self.issued}.ext"
+        alt = ",".join(("IP:" if _is_ip(s) else "DNS:") + s for s in dict.fromkeys(sans) if s)
+        ext.write_text(f"subjectAltName={alt}\nextendedKeyUsage=serverAuth,clientAuth\n")
+        run([
+            "openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(csr),
+        ]).check_returncode()  # fmt: skip
+        run([
+            "openssl", "x509", "-req", "-in", str(csr), "-CA", str(self.ca), "-CAkey", str(self.ca_key),
+            "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert),
+        ]).check_returncode()  # fmt: skip
+        return cert, key
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

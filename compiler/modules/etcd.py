@@ -1,5 +1,9 @@
 """ETCD: the DCS of the fleet. One cluster per inventory (group `etcd`), members named `<cluster>-<seq>`.
 
+As in Pigsty, peers and clients speak TLS: each member has a certificate from the fleet CA (signed at apply time,
+for its name and addresses, usable as server and client) and trusts the CA at /etc/etcd/ca.crt. Trusting a CA on
+the client side makes etcd require a client certificate: Patroni and vip-manager present their instance's.
+
 It publishes the cluster as the fleet's `Dcs` (PGSQL's Patroni and vip-manager keep their state in it), a scrape
 target per member and the ports each member binds (compiler/contrib.py)."""
 
@@ -7,13 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..bundle import DAEMON_RELOAD, Directory, FileSpec, HostBundle, OsUser, Port, Unit, restart
+from ..bundle import DAEMON_RELOAD, Certificate, Directory, FileSpec, HostBundle, OsUser, Port, Unit, restart
 from ..contrib import Dcs, DcsMember, ScrapeTarget, TargetGroup, addr, labels_of, listeners, module_alert_rules
 from ..errors import Report
 from ..logs import contribute_logs
 from ..model import Fleet, Host
 from ..module import FleetModule
 from ..render import HEADER, render, template_text, to_yaml
+
+ETCD_CA, ETCD_CERT, ETCD_KEY = "/etc/etcd/ca.crt", "/etc/etcd/server.crt", "/etc/etcd/server.key"
 
 
 @dataclass
@@ -76,7 +82,8 @@ class EtcdModule(FleetModule):
         for m in cluster.members:
             p, ip = m.host.params, m.host.ip
             dcs.append(DcsMember(m.name, ip, int(p["etcd_port"]), int(p["etcd_peer_port"])))
-            group = TargetGroup((addr(ip, p["etcd_port"]),), labels_of(cluster.name, m.name, ip))
+            # TLS, with the scraper's client certificate (etcd asks every client for one)
+            group = TargetGroup((addr(ip, p["etcd_port"]),), labels_of(cluster.name, m.name, ip, __scheme__="https"))
             board.publish(self.name, ScrapeTarget("etcd", m.name, (group,), ip))
         board.publish(self.name, Dcs(cluster.name, tuple(dcs)))
 
@@ -89,16 +96,19 @@ class EtcdModule(FleetModule):
         cluster = etcd_cluster(fleet)
         me = next(m for m in cluster.members if m.host is host)
         port, peer_port = p["etcd_port"], p["etcd_peer_port"]
+        tls = {"cert-file": ETCD_CERT, "key-file": ETCD_KEY, "trusted-ca-file": ETCD_CA}
         conf = {
             "name": me.name,
             "data-dir": p["etcd_data"],
-            "listen-client-urls": f"http://{host.ip}:{port},http://127.0.0.1:{port}",
-            "advertise-client-urls": f"http://{host.ip}:{port}",
-            "listen-peer-urls": f"http://{host.ip}:{peer_port}",
-            "initial-advertise-peer-urls": f"http://{host.ip}:{peer_port}",
+            "listen-client-urls": f"https://{host.ip}:{port},https://127.0.0.1:{port}",
+            "advertise-client-urls": f"https://{host.ip}:{port}",
+            "listen-peer-urls": f"https://{host.ip}:{peer_port}",
+            "initial-advertise-peer-urls": f"https://{host.ip}:{peer_port}",
             "initial-cluster": ",".join(
-                f"{m.name}=http://{m.host.ip}:{m.host.params['etcd_peer_port']}" for m in cluster.members
+                f"{m.name}=https://{m.host.ip}:{m.host.params['etcd_peer_port']}" for m in cluster.members
             ),
+            "client-transport-security": dict(tls),
+            "peer-transport-security": dict(tls),
             "initial-cluster-token": cluster.name,
             "initial-cluster-state": p["etcd_init"],
             "election-timeout": p["etcd_election_timeout"],
@@ -135,7 +145,12 @@ class EtcdModule(FleetModule):
                 actions=[DAEMON_RELOAD, restart("etcd.service")],
             )
         )
-        b.units.add(Unit("etcd.service", self.name, f"http://{host.ip}:{port}/health"))
+        # etcd asks every TLS client for a certificate (its client side trusts the CA): apply's probe is the port,
+        # `sty verify` asks etcdctl with the member's own certificate
+        b.units.add(Unit("etcd.service", self.name, f"port:{port}"))
+        sans = tuple(dict.fromkeys([me.name, host.nodename, host.ip, "127.0.0.1", "localhost"]))
+        b.certificates.add(Certificate("etcd-server", me.name, sans, ETCD_CERT, ETCD_KEY, "etcd", "both"))
+        b.trust.add(ETCD_CA)
         b.ports.update({Port(port, "etcd", self.name), Port(peer_port, "etcd-peer", self.name)})
         b.packages.update(host.platform.etcd_packages)
         b.users.add(OsUser("etcd", home=p["etcd_data"]))

@@ -262,6 +262,7 @@ class Manifest:
     checks: list[Check] = field(default_factory=list)
     certificates: list[Certificate] = field(default_factory=list)
     phases: list[str] = field(default_factory=list)  # every module of the fleet, in activation order
+    trust: list[str] = field(default_factory=list)  # host paths where the apply stage installs the fleet CA
 
     # -- derived views ---------------------------------------------------------------------------
     @property
@@ -312,6 +313,7 @@ class Manifest:
             "files": [f.to_dict() for f in sorted(self.files, key=lambda f: f.path)],
             "checks": [c.to_dict() for c in sorted(self.checks)],
             "certificates": [c.to_dict() for c in sorted(self.certificates)],
+            "trust": sorted(self.trust),
             "secrets": self.secrets,
         }
 
@@ -354,6 +356,7 @@ class Manifest:
             checks=[Check.read(f) for f in top.records("checks")],
             certificates=[Certificate.read(f) for f in top.records("certificates")],
             phases=top.strings("phases"),
+            trust=top.strings("trust"),
         )
 
 

@@ -1,7 +1,8 @@
 """INFRA: the observability and admin nodes (group `infra`, identity `infra_seq`).
 
 Every INFRA node runs nginx (the portal), VictoriaMetrics / VictoriaLogs / VictoriaTraces, vmalert,
-Alertmanager, the blackbox exporter, Grafana, dnsmasq and serves NTP. Its bundle is a fan-in: besides
+Alertmanager, the blackbox exporter, Grafana, dnsmasq and serves NTP, plus one pg_exporter per remote
+PostgreSQL instance of its `pg_exporters` (pgrds.py). Its bundle is a fan-in: besides
 its own services it holds what every module published on the board for it (scrape targets, DNS records,
 HAProxy admin pages, Grafana datasources: compiler/contrib.py), so that removing a host removes exactly its
 contributions. `depends_on` therefore returns every host. This file only orchestrates; each service has its
@@ -24,6 +25,7 @@ from .grafana import render_grafana
 from .model import MODULE, InfraModel, infra_model, read_fanin
 from .nginx import render_nginx
 from .ntp import render_ntp
+from .pgrds import derive_remote, render_remote, review_remote
 from .rules import alert_rules
 from .victoria import render_targets, render_victoria, scrape_config
 
@@ -38,13 +40,16 @@ class InfraModule(FleetModule):
     def derive(self, fleet: Fleet, report: Report) -> None:
         fleet.board.publish(self.name, *module_alert_rules(self.name))
         members = infra_members(fleet, report)
-        fleet.derived["infra"] = InfraModel(fleet, members)
+        model = fleet.derived["infra"] = InfraModel(fleet, members)
         check_nodes(members, report)
         publish(fleet, members)
+        model.remote = derive_remote(fleet, members, report)
 
     def review(self, fleet: Fleet, report: Report) -> None:
-        if infra_model(fleet).members:  # the fan-in is only read by infra nodes
+        model = infra_model(fleet)
+        if model.members:  # the fan-in is only read by infra nodes
             check_published(fleet, report)
+            review_remote(fleet, model.remote, report)
 
     def depends_on(self, host: Host, fleet: Fleet) -> list[Host]:
         # the fan-in: any host may publish targets, DNS records, admin pages or datasources
@@ -65,6 +70,7 @@ class InfraModule(FleetModule):
             render_nginx(host, model, b)
             contribute_nginx_logs(host, b)
         render_targets(host, model, b)
+        render_remote(host, model.remote.get(host.ip, []), b)
         render_victoria(host, model, data, b)
         if p.get("alertmanager_enabled"):
             render_alertmanager(host, model, data, b)

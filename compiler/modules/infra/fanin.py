@@ -1,7 +1,12 @@
 """INFRA's boundary with the other modules, all through the core: what INFRA publishes on the board (its own
-components' scrape targets and its ports), the log source it hands to NODE's vector (compiler/logs.py), and the
+components' scrape targets and its ports), the log sources it hands to NODE's vector (compiler/logs.py), and the
 rules over what the others published that only matter because INFRA serves them (DNS names). The fan-in itself
 is read from the board by `model.read_fanin`.
+
+Labels are Pigsty's: components `cls` <component>, `ins` <component>-<infra_seq>, `ip`; nginx's logs `job` nginx,
+`ins` nginx-<seq>, `cls` nginx (access) or nginx-error. Intentional difference: nginx's error log is the
+distribution's /var/log/nginx/error.log (Pigsty moves it to /var/log/nginx-error.log), so the access-log source
+leaves it out by name; Grafana's own log is not shipped (Pigsty has a collector for it but never installs it).
 """
 
 from __future__ import annotations
@@ -11,14 +16,31 @@ from ...contrib import DnsName, DnsRecords, Listener, ScrapeTarget, TargetGroup,
 from ...errors import Report
 from ...logs import contribute_logs
 from ...model import Fleet, Host
+from ...render import template_text
 from .model import COMPONENTS, MODULE, infra_components
+
+NGINX_ERROR_LOG = "/var/log/nginx/error.log"  # templates/infra/nginx.conf.j2
+NGINX_VRL, NGINX_ERROR_VRL = "infra/vrl/nginx.vrl", "infra/vrl/nginx_error.vrl"
 
 
 def contribute_nginx_logs(host: Host, b: HostBundle) -> None:
-    """nginx's access and error logs, shipped by the node's vector agent."""
-    seq = int(host.params["infra_seq"])
-    source = {"type": "file", "include": ["/var/log/nginx/*.log"]}
-    logs = {"nginx": {"job": "infra", "ins": f"infra-{seq}", "cls": "infra", "source": source}}
+    """nginx's access and error logs, shipped by the node's vector agent with Pigsty's labels: job nginx,
+    ins nginx-<seq>, cls nginx (access logs, one per portal server) or nginx-error (Pigsty's error log is
+    /var/log/nginx-error.log, sty's the distribution's /var/log/nginx/error.log)."""
+    ins = f"nginx-{int(host.params['infra_seq'])}"
+    watch = {"ignore_not_found": True, "glob_minimum_cooldown_ms": 10000}
+    access = {"type": "file", "include": ["/var/log/nginx/*.log"], "exclude": [NGINX_ERROR_LOG], **watch}
+    error = {"type": "file", "include": [NGINX_ERROR_LOG], **watch}
+    logs = {
+        "nginx": {"job": "nginx", "ins": ins, "cls": "nginx", "source": access, "remap": template_text(NGINX_VRL)},
+        "nginx_error": {
+            "job": "nginx",
+            "ins": ins,
+            "cls": "nginx-error",
+            "source": error,
+            "remap": template_text(NGINX_ERROR_VRL),
+        },
+    }
     contribute_logs(b, host, MODULE, logs)
 
 

@@ -1,6 +1,24 @@
-"""Grafana on the infra nodes: grafana.ini (served under the portal's home domain when nginx fronts it) and
-provisioned datasources: the Victoria databases of every infra node, so any Grafana sees the whole fleet even
-when one infra node is down, and the datasources the modules published (one per registered PostgreSQL database).
+"""Grafana on the infra nodes: grafana.ini (served under the portal's home domain when nginx fronts it) and the
+provisioned datasources, named as Pigsty names them since its dashboards query by those names and uids:
+
+- `Metrics` (uid `ds-prometheus`, the default), `Logs` (`ds-vlogs`) and `Traces` (`ds-vtraces`): this node's
+  own Victoria databases on 127.0.0.1, and `Meta` (`ds-meta`: the CMDB database `meta` as `dbuser_view` with
+  `grafana_view_password`), as Pigsty's datasource.yml provisions them;
+- `vmetrics-<seq>` (type prometheus), `vlogs-<seq>` and `vtraces-<seq>` of every infra node, as Pigsty registers
+  them, so any Grafana sees the whole fleet even when one infra node is down;
+- a PostgreSQL datasource `<cls>-<seq>.<datname>` per instance and registered database (published on the board
+  by PGSQL; those of remote instances from `pg_exporters`, pgrds.py), with Pigsty's connection settings.
+
+Intentional differences from Pigsty:
+- everything is provisioned from one file (Pigsty adds the per-node and per-database ones through Grafana's API):
+  those get a fixed uid (their name; `pg-<name>` for PostgreSQL ones) where Pigsty's get random ones, which no
+  dashboard can refer to;
+- no `Static` datasource (`ds-static`): it needs the marcusolsson-static-datasource plugin, which sty does not
+  install;
+- `Meta` only where the infra node runs PostgreSQL, at its `pg_port` (Pigsty: always 127.0.0.1:5432);
+- `Metrics`, `Logs` and `Traces` use the first infra node running that database when this one runs none;
+- `timeInterval` is the scrape interval (Pigsty: 2s, shorter than any scrape interval, which leaves gaps in
+  `$__rate_interval` windows), and the password of PostgreSQL datasources stays a secret placeholder.
 """
 
 from __future__ import annotations
@@ -14,9 +32,12 @@ from ...contrib import Datasource
 from ...model import Host
 from ...render import HEADER, render, to_yaml
 from .model import MODULE, InfraModel
+from .pgrds import remote_datasources
 from .portal import portal_entries
 
 GRAFANA_INI = "/etc/grafana/grafana.ini"
+VLOGS_TYPE = "victoriametrics-logs-datasource"
+META_USER, META_DATABASE = "dbuser_view", "meta"  # Pigsty's CMDB reader and database
 GRAFANA_DATASOURCES = "/etc/grafana/provisioning/datasources/sty.yml"
 _UID = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -71,57 +92,109 @@ def _ini(host: Host, b: HostBundle) -> str:
 
 
 def grafana_datasources(host: Host, model: InfraModel, b: HostBundle) -> dict[str, Any]:
-    """vmetrics/vlogs/vtraces of every infra node (this node's vmetrics is the default) and the published
-    datasources."""
-    me = int(host.params["infra_seq"])
-    mine = bool(host.params.get("vmetrics_enabled"))
-    sources: list[dict[str, Any]] = []
+    """Pigsty's provisioned datasources (Metrics, Logs, Traces, Meta: the uids its dashboards query), the
+    Victoria databases of every infra node under the names Pigsty registers them with, and the PostgreSQL
+    datasources: the ones the modules published and those of this fleet's remote instances (pg_exporters)."""
+    sources = _pigsty_sources(host, model, b)
     for m in model.members:
-        sources += _victoria_sources(m, is_default=mine and int(m.params["infra_seq"]) == me)
-    sources += [_source(ds, b) for ds in model.fanin.datasources]
+        sources += _victoria_sources(m)
+    published = [*model.fanin.datasources, *remote_datasources(model.remote)]
+    sources += [_source(ds, b) for ds in published]
     return {"apiVersion": 1, "datasources": sources}
 
 
-def _victoria_sources(m: Host, is_default: bool) -> list[dict[str, Any]]:
-    """The datasources of one infra node's Victoria databases."""
-    mp, seq = m.params, int(m.params["infra_seq"])
+def _victoria_of(host: Host, model: InfraModel, comp: str) -> str | None:
+    """The address Grafana reaches a Victoria database at: this node's own on 127.0.0.1 (as Pigsty), else the
+    first infra node running one; None when no infra node does."""
+    if host.params.get(f"{comp}_enabled"):
+        return f"127.0.0.1:{int(host.params[f'{comp}_port'])}"
+    peer = next((m for m in model.members if m.params.get(f"{comp}_enabled")), None)
+    return f"{peer.ip}:{int(peer.params[f'{comp}_port'])}" if peer else None
+
+
+def _pigsty_sources(host: Host, model: InfraModel, b: HostBundle) -> list[dict[str, Any]]:
+    """The datasources Pigsty's datasource.yml provisions, with its names and uids (its dashboards refer to
+    `ds-prometheus`, `ds-vlogs`, `ds-vtraces`, `ds-meta`)."""
+    p = host.params
     out: list[dict[str, Any]] = []
-    if mp.get("vmetrics_enabled"):
+    metrics = _victoria_of(host, model, "vmetrics")
+    if metrics:
         out.append(
             {
-                "name": f"vmetrics-{seq}",
-                "uid": f"vmetrics-{seq}",
-                "type": "victoriametrics-metrics-datasource",
+                "name": "Metrics",
+                "uid": "ds-prometheus",
+                "type": "prometheus",
                 "access": "proxy",
-                "url": f"http://{m.ip}:{int(mp['vmetrics_port'])}",
-                "isDefault": is_default,
+                "url": f"http://{metrics}",
+                "isDefault": True,
                 "editable": True,
-                "jsonData": {"timeInterval": str(mp["vmetrics_scrape_interval"]), "httpMethod": "POST"},
+                "jsonData": _metrics_json(p),
             }
         )
-    if mp.get("vlogs_enabled"):
+    logs = _victoria_of(host, model, "vlogs")
+    if logs:
+        out.append(_http_source("Logs", "ds-vlogs", VLOGS_TYPE, f"http://{logs}"))
+    traces = _victoria_of(host, model, "vtraces")
+    if traces:
+        out.append(_http_source("Traces", "ds-vtraces", "jaeger", f"http://{traces}/select/jaeger"))
+    if "pgsql" in host.modules:  # the CMDB on the infra node's own PostgreSQL
+        version = int(p["pg_version"]) if str(p.get("pg_version", "")).isdigit() else 15
         out.append(
             {
-                "name": f"vlogs-{seq}",
-                "uid": f"vlogs-{seq}",
-                "type": "victoriametrics-logs-datasource",
+                "name": "Meta",
+                "uid": "ds-meta",
+                "type": "postgres",
                 "access": "proxy",
-                "url": f"http://{m.ip}:{int(mp['vlogs_port'])}",
+                "url": f"127.0.0.1:{int(p['pg_port'])}",
+                "user": META_USER,
                 "editable": True,
-            }
-        )
-    if mp.get("vtraces_enabled"):
-        out.append(
-            {
-                "name": f"vtraces-{seq}",
-                "uid": f"vtraces-{seq}",
-                "type": "jaeger",
-                "access": "proxy",
-                "url": f"http://{m.ip}:{int(mp['vtraces_port'])}/select/jaeger",
-                "editable": True,
+                "jsonData": _pg_json(META_DATABASE, version),
+                "secureJsonData": {
+                    "password": b.secret(f"{host.ip}/grafana_view_password", p.get("grafana_view_password"))
+                },
             }
         )
     return out
+
+
+def _metrics_json(p: Any) -> dict[str, Any]:
+    return {"timeInterval": str(p["vmetrics_scrape_interval"]), "httpMethod": "POST", "queryTimeout": "60s"}
+
+
+def _http_source(name: str, uid: str, kind: str, url: str) -> dict[str, Any]:
+    return {"name": name, "uid": uid, "type": kind, "access": "proxy", "url": url, "editable": True}
+
+
+def _victoria_sources(m: Host) -> list[dict[str, Any]]:
+    """The datasources Pigsty registers for one infra node's Victoria databases (`vmetrics-<seq>` ...)."""
+    mp, seq = m.params, int(m.params["infra_seq"])
+    out: list[dict[str, Any]] = []
+    if mp.get("vmetrics_enabled"):
+        source = _http_source(f"vmetrics-{seq}", f"vmetrics-{seq}", "prometheus", _url(m, "vmetrics"))
+        out.append({**source, "isDefault": False, "jsonData": _metrics_json(mp)})
+    if mp.get("vlogs_enabled"):
+        out.append(_http_source(f"vlogs-{seq}", f"vlogs-{seq}", VLOGS_TYPE, _url(m, "vlogs")))
+    if mp.get("vtraces_enabled"):
+        out.append(_http_source(f"vtraces-{seq}", f"vtraces-{seq}", "jaeger", _url(m, "vtraces") + "/select/jaeger"))
+    return out
+
+
+def _url(m: Host, comp: str) -> str:
+    return f"http://{m.ip}:{int(m.params[f'{comp}_port'])}"
+
+
+def _pg_json(database: str, version: int) -> dict[str, Any]:
+    """Pigsty's connection settings of a PostgreSQL datasource (TLS required, as the servers enable it)."""
+    return {
+        "database": database,
+        "sslmode": "require",
+        "postgresVersion": min(version, 15) * 100,
+        "maxOpenConns": 8,
+        "maxIdleConns": 1,
+        "connMaxLifetime": 3600,
+        "tlsAuth": False,
+        "tlsAuthWithCACert": False,
+    }
 
 
 def _source(ds: Datasource, b: HostBundle) -> dict[str, Any]:
@@ -137,14 +210,7 @@ def _source(ds: Datasource, b: HostBundle) -> dict[str, Any]:
         "url": ds.url,
         "user": ds.user,
         "editable": True,
-        "jsonData": {
-            "database": ds.database,
-            "sslmode": "disable",
-            "postgresVersion": min(ds.version, 15) * 100,
-            "maxOpenConns": 8,
-            "maxIdleConns": 2,
-            "connMaxLifetime": 14400,
-        },
+        "jsonData": _pg_json(ds.database, ds.version),
         "secureJsonData": {"password": password},
     }
 

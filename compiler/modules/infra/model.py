@@ -82,6 +82,7 @@ class InfraModel:
     def __init__(self, fleet: Fleet, members: list[Host]):
         self.fleet = fleet
         self.members = members
+        self.remote: dict[str, list] = {}  # infra node address -> its pg_exporters (pgrds.RemoteExporter)
 
     @cached_property
     def fanin(self) -> FanIn:

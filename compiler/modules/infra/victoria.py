@@ -1,13 +1,21 @@
 """The Victoria stack on the infra nodes: VictoriaMetrics (which also scrapes: the scrape config and the file_sd
 target files of the scrape targets the modules published), VictoriaLogs, VictoriaTraces, and vmalert with sty's
-rule files. Each infra node scrapes the whole fleet on its own, so the target files are identical on every one.
+rule files. Each infra node scrapes the whole fleet on its own, so the target files are identical on every one;
+the exception is the `pgrds` job, each node's own pg_exporters of remote instances (pgrds.py), as in Pigsty.
+
+The jobs, their paths and target folders are Pigsty's (`/infra/targets/<job>/*.yml`). Whether a job is scraped over
+HTTPS is what its publisher says, never a module name here: a target group labelled `__scheme__: https` (MinIO
+with minio_https, Patroni with patroni_ssl_enabled, ETCD once its clients speak TLS) is scraped over HTTPS and
+its job trusts the fleet CA. Intentional differences from Pigsty: no client certificate is presented (Pigsty's
+etcd and minio jobs send the infra node's; neither server asks for one); no jobs for modules sty does not render
+(docker, mysql, kafka, juice); MinIO's metrics path is the v2 cluster one (MINIO's choice).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ...bundle import Directory, FileSpec, HostBundle, reload
+from ...bundle import Certificate, Directory, FileSpec, HostBundle, reload
 from ...model import Host
 from ...render import HEADER, one_line, to_yaml
 from .daemon import add_daemon, daemon_of
@@ -18,6 +26,8 @@ RULES_DIR = "/infra/rules"
 SCRAPE_CONFIG = "/infra/prometheus.yml"
 # The fleet CA certificate the scrapers trust for HTTPS targets (issued by the CA module).
 CA_CERT = "/etc/pki/ca.crt"
+# the scraper's own certificate from the fleet CA, for targets that ask every TLS client for one (etcd, as Pigsty)
+SCRAPE_CERT, SCRAPE_KEY = "/etc/pki/infra-scrape.crt", "/etc/pki/infra-scrape.key"
 # The scrape jobs in the order the scrape config lists them, with their metrics path (None: the infra node's
 # exporter_metrics_path). A job some module publishes that is not listed is scraped at /metrics, after these.
 JOBS: tuple[tuple[str, str | None], ...] = (
@@ -25,6 +35,7 @@ JOBS: tuple[tuple[str, str | None], ...] = (
     ("node", None),
     ("etcd", "/metrics"),
     ("pgsql", None),
+    ("pgrds", None),  # this node's own pg_exporters of remote instances (pgrds.py), not a board job
     ("redis", "/scrape"),
     ("minio", "/minio/v2/metrics/cluster"),
 )
@@ -48,6 +59,12 @@ def render_victoria(host: Host, model: InfraModel, data: str, b: HostBundle) -> 
         d = daemon_of(host, "vmetrics")
         text = to_yaml(scrape_config(host, model), HEADER)
         b.add(FileSpec(SCRAPE_CONFIG, MODULE, text, "yaml", actions=[reload(d.unit)]))
+        if model.fanin.https_jobs():
+            sans = tuple(dict.fromkeys([host.nodename, host.ip]))
+            cert = Certificate(
+                "infra-scrape", f"{host.nodename}-scrape", sans, SCRAPE_CERT, SCRAPE_KEY, d.user, "client"
+            )
+            b.certificates.add(cert)
         b.check("promtool", SCRAPE_CONFIG, TARGETS_DIR, where="build")
         b.check("vmagent", SCRAPE_CONFIG)
         _database(host, "vmetrics", data, b, [f"-promscrape.config={SCRAPE_CONFIG}"])
@@ -131,6 +148,8 @@ def scrape_config(host: Host, model: InfraModel) -> dict[str, Any]:
     p = host.params
     fan = model.fanin
     jobs, https = fan.jobs(), fan.https_jobs()
+    if model.remote.get(host.ip):
+        jobs = jobs | {"pgrds"}
     configs: list[dict[str, Any]] = []
     if p.get("blackbox_enabled") and "ping" in jobs:
         configs.append(_ping_job(int(p["blackbox_port"])))
@@ -139,7 +158,7 @@ def scrape_config(host: Host, model: InfraModel) -> dict[str, Any]:
         path = known.get(job, "/metrics") or str(p["exporter_metrics_path"])
         config: dict[str, Any] = {"job_name": job, "metrics_path": path, "file_sd_configs": _file_sd(job)}
         if job in https:  # some target of the job serves HTTPS with a certificate of the fleet CA
-            config["tls_config"] = {"ca_file": CA_CERT}
+            config["tls_config"] = {"ca_file": CA_CERT, "cert_file": SCRAPE_CERT, "key_file": SCRAPE_KEY}
         configs.append(config)
     return {
         "global": {

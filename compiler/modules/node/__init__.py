@@ -11,6 +11,7 @@ the board by `publish`; the log sources they hand to vector arrive through the c
 from __future__ import annotations
 
 from ...bundle import Directory, HostBundle, OsUser
+from ...ca import CA_CERT_PATH
 from ...contrib import module_alert_rules
 from ...errors import Report
 from ...logs import VECTOR_CONFIG, LogSource, contribute_logs, log_sources
@@ -110,6 +111,8 @@ class NodeModule(FleetModule):
         p = host.params
         nodename, cluster = node_identity(host)
         b.info["node"] = {"nodename": nodename or host.ip, "cluster": cluster}
+        b.trust.add(CA_CERT_PATH)  # as Pigsty: every node trusts the fleet CA (HAProxy's check-ssl, pgBackRest)
+        b.check("references")  # every path the bundle names under a directory only sty fills is delivered
         render_etc_hosts(host, fleet, b)
         render_resolver(host, b)
         render_chrony(host, b)

@@ -78,12 +78,12 @@ def _vips(fleet: Fleet, hosts: list[Host]) -> None:
     lowest address holding a valid VIP), the name as every holder registers it, and the problems of the
     values (reported by the DNS servers: only they use them)."""
     found: dict[str, tuple[str, Host]] = {}
+    holders: dict[str, list[Host]] = {}
     for host in hosts:
         p, cls = host.params, node_identity(host)[1]
-        if p.get("vip_enabled") and p.get("vip_address") and cls not in found:
-            vip = vip_of(p["vip_address"])
-            if vip is not None:
-                found[cls] = (vip, host)
+        if p.get("vip_enabled") and p.get("vip_address") and vip_of(p["vip_address"]) is not None:
+            holders.setdefault(cls, []).append(host)
+            found.setdefault(cls, (vip_of(p["vip_address"]), host))
     names: dict[str, list[DnsName]] = {}
     problems: dict[str, list[Problem]] = {}
     once = Once()
@@ -102,8 +102,12 @@ def _vips(fleet: Fleet, hosts: list[Host]) -> None:
         if cls in found:
             vip, host = found[cls]
             lines = (f"{vip} {cls}{host.params.get('vip_dns_suffix') or ''}",)
-            target = TargetGroup((vip,), labels_of(cls, f"{cls}-vip", vip))
-            fleet.board.publish(MODULE, ScrapeTarget("ping", f"node-{cls}-vip", (target,), cls))
+            # as Pigsty: pinged once per node that may hold it, with that node's labels, the VIP and `job: node-vip`
+            targets = tuple(
+                TargetGroup((vip,), labels_of(cls, h.derived_nodename or h.ip, h.ip, vip=vip, job="node-vip"))
+                for h in holders[cls]
+            )
+            fleet.board.publish(MODULE, ScrapeTarget("ping", f"node-{cls}-vip", targets, cls))
         records = DnsRecords(f"node-{cls}", lines, tuple(names[cls]), tuple(problems.get(cls, [])))
         fleet.board.publish(MODULE, records)
 

@@ -1,7 +1,24 @@
 """The vector log agent of every node: NODE owns /etc/vector/vector.yaml, composes it from the log
 sources other modules contribute (the core's contract: compiler/logs.py) plus the system journal, and ships
 every source to the VictoriaLogs receivers named by vector_log_endpoint. The inventory rules for those
-endpoints and for the `ins`/`cls` fields vector writes live here as well, next to the code that relies on them."""
+endpoints and for the `ins`/`cls` fields vector writes live here as well, next to the code that relies on them.
+
+The events carry the labels Pigsty's vector config gives them, which its log dashboards query: `job` (`syslog`
+for the journal, `postgres`, `patroni`, `pgbackrest`, `nginx`, `redis` ... set by each source's VRL or its
+contribution), `ins`, `cls` and `ip`, with VictoriaLogs' stream fields `job,ins,ip`. The journal is shipped whole
+as `job: syslog` with the node's `ins` (nodename) and `cls` (node_cluster) and Pigsty's fields (`app`, `unit`
+without `.service`, `pid`, `level` as a syslog level name, `p`: templates/node/vrl/journal.vrl).
+
+Intentional differences from Pigsty (tests/test_monitoring_pigsty.py runs both VRL programs on the same lines):
+- every event also carries `src` (the log id), and keeps `file` and `timestamp` (VictoriaLogs ignores both);
+- a journald source a module contributes (etcd's unit) is shipped as its own stream besides the whole journal, so
+  those lines arrive twice: once in Pigsty's `syslog` stream, once parsed under the module's `job`;
+- PostgreSQL: `_time` is the record's own time (Pigsty's `%Z` parse never succeeds, so it falls back to the time
+  vector read the line) and `message` names its parts (`msg DETAIL: … HINT: … CONTEXT: … QUERY: …`) instead of
+  joining nine fields with commas; pgbouncer's log is shipped as `job: pgbouncer` (Pigsty ships none);
+- the sinks are named after their receiver (`vlogs_<host>_<port>`, Pigsty: `vlogs`, `vlogs2` ...) and read the
+  transforms by name.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +32,7 @@ from ...bundle import DAEMON_RELOAD, Contribution, Directory, FileSpec, HostBund
 from ...errors import Report, join_path
 from ...logs import VECTOR_CONFIG, log_sources
 from ...model import Fleet, Host
-from ...render import HEADER, render, to_yaml, token
+from ...render import HEADER, render, template_text, to_yaml, token
 from .identity import MODULE, ip_key, node_identity
 
 # The log-source contract (what other modules contribute to VECTOR_CONFIG, and how each contribution becomes a
@@ -33,11 +50,8 @@ VLOGS_HEADERS = {
     "AccountID": "0",
     "ProjectID": "0",
 }
-# journald events carry dozens of trusted fields: keep the line, its time, unit, identifier and priority
-JOURNAL_TRIM = """.unit = del(._SYSTEMD_UNIT)
-.ident = del(.SYSLOG_IDENTIFIER)
-.level = del(.PRIORITY)
-. = compact({"message": .message, "timestamp": .timestamp, "unit": .unit, "ident": .ident, "level": .level})"""
+# journald events carry dozens of trusted fields: the program that shapes them as Pigsty's syslog stream
+JOURNAL_VRL = "node/vrl/journal.vrl"
 # the program path (the same on every platform family)
 VECTOR_BIN = "/usr/bin/vector"
 
@@ -115,23 +129,19 @@ def compose_vector(cfg: VectorSettings):
             "internal_metrics": {"type": "internal_metrics", "scrape_interval_secs": 15},
         }
         transforms: dict[str, Any] = {}
-        claimed = sorted(
-            {u for s in logs.values() if s.source["type"] == "journald" for u in s.source.get("include_units") or []}
-        )
         for log_id, log in sorted(logs.items()):
             source = dict(log.source)
             if source["type"] == "file":
                 source.setdefault("read_from", cfg.read_from)
             else:
+                source.setdefault("current_boot_only", True)
                 source.setdefault("since_now", cfg.read_from == "end")
-                if log_id == "syslog" and log.module == "node" and claimed:
-                    source["exclude_units"] = sorted(set(source.get("exclude_units") or []) | set(claimed))
             sources[f"{log_id}_raw"] = source
-            program = [JOURNAL_TRIM] if source["type"] == "journald" else []
+            program = [template_text(JOURNAL_VRL).strip("\n")] if source["type"] == "journald" else []
             if log.remap.strip():
                 program.append(log.remap.strip("\n"))
             program += [
-                f".job = {vrl_string(log.job)}",
+                f"if !exists(.job) {{ .job = {vrl_string(log.job)} }}",
                 f".ip = {vrl_string(cfg.ip)}",
                 f".src = {vrl_string(log_id)}",
                 f"if !exists(.ins) {{ .ins = {vrl_string(log.ins or cfg.ins)} }}",
@@ -244,10 +254,8 @@ def render_vector(host: Host, fleet: Fleet, b: HostBundle) -> None:
             compose=compose_vector(settings),
         )
     )
-    # NODE's own logs: the system journal, and HAProxy's (it logs to /dev/log, i.e. the journal)
-    own: dict[str, Any] = {"syslog": {"job": "node", "source": {"type": "journald"}}}
-    if p.get("haproxy_enabled"):
-        own["haproxy"] = {"job": "node", "source": {"type": "journald", "include_units": ["haproxy.service"]}}
+    # NODE's own log: the whole system journal (HAProxy's lines included: it logs to /dev/log), as Pigsty's job
+    own: dict[str, Any] = {"syslog": {"job": "syslog", "source": {"type": "journald"}}}
     b.contribute(VECTOR_CONFIG, MODULE, "node", own)
     unit = render("node/vector.service.j2", bin=VECTOR_BIN, config=VECTOR_CONFIG)
     b.add(FileSpec(VECTOR_UNIT, MODULE, unit, "systemd", actions=[DAEMON_RELOAD, restart("vector.service")]))

@@ -1,7 +1,10 @@
 """The node cluster's L2 VIP: the hosts with vip_enabled that share a vip_address form one VRRP group
 (derived once for the fleet, with its rules), and each holder gets keepalived's config and a
 keepalived_exporter. The group, not the host, names the VRRP instance and its default auth password,
-so that every holder of one VIP agrees on both."""
+so that every holder of one VIP agrees on both. Each holder's keepalived_exporter (`vip_exporter_port`, 9650)
+is published as a `node` scrape target with Pigsty's labels (`cls`, `ins`, `ip`, `vip`). Intentional differences
+from Pigsty: that group is a file of its own (`node/<ip>-keepalived.yml`; Pigsty writes it into `node/<ip>.yml`,
+which NODE's publisher owns), scraped at the exporter's /metrics whatever `exporter_metrics_path` says."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from ...bundle import DAEMON_RELOAD, FileSpec, HostBundle, Port, Unit, reload, restart
+from ...contrib import ScrapeTarget, TargetGroup, addr, labels_of
 from ...errors import Report
 from ...model import Fleet, Host
 from ...render import HEADER, RenderError, render
@@ -18,6 +22,7 @@ KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 KEEPALIVED_EXPORTER_UNIT = "/etc/systemd/system/keepalived_exporter.service"
 # program path and package names per platform family (Pigsty's repository names the exporter's deb with a dash)
 KEEPALIVED_EXPORTER_BIN = "/usr/bin/keepalived_exporter"
+KEEPALIVED_EXPORTER_PATH = "/metrics"
 KEEPALIVED_EXPORTER_PACKAGE = {"deb": "keepalived-exporter", "rpm": "keepalived_exporter"}
 VIP_PRIORITY = {"master": 128, "backup": 100}  # Pigsty's priorities
 VIP_ASSUMED_INTERFACE = "eth0"  # Pigsty's default before `auto`
@@ -82,7 +87,20 @@ def derive_vip(fleet: Fleet, clusters: dict[str, list[Host]], report: Report) ->
         seen_vrid.setdefault(group.vrid, group)
         for h in members:
             groups[h.ip] = group
+    publish_keepalived_exporters(fleet, groups)
     return groups
+
+
+def publish_keepalived_exporters(fleet: Fleet, groups: dict[str, VipGroup]) -> None:
+    """Each VIP holder's keepalived_exporter, scraped in the `node` job with Pigsty's labels (the node's `cls`,
+    `ins`, `ip` and the `vip`): a file `<ip>-keepalived.yml` beside the node's own `<ip>.yml`, where Pigsty writes
+    a second group into the node's file. The exporter serves /metrics whatever the node job's path."""
+    for ip, group in sorted(groups.items(), key=lambda kv: ip_key(kv[0])):
+        host = fleet.hosts[ip]
+        labels = labels_of(node_identity(host)[1], host.derived_nodename or ip, ip, vip=group.address)
+        labels["__metrics_path__"] = KEEPALIVED_EXPORTER_PATH
+        target = TargetGroup((addr(ip, host.params["vip_exporter_port"]),), labels)
+        fleet.board.publish(MODULE, ScrapeTarget("node", f"{ip}-keepalived", (target,), ip))
 
 
 def vip_holders(clusters: dict[str, list[Host]], report: Report) -> dict[str, list[Host]]:
@@ -239,11 +257,12 @@ def render_keepalived_exporter(host: Host, b: HostBundle) -> None:
     plat = host.platform
     port = int(host.params["vip_exporter_port"])
     env = f"{plat.sysconfig_dir}/keepalived_exporter"
+    options = f"--web.listen-address=:{port} --web.telemetry-path={KEEPALIVED_EXPORTER_PATH}"
     b.add(
         FileSpec(
             env,
             MODULE,
-            HEADER + f'KEEPALIVED_EXPORTER_OPTS="--web.listen-address=:{port} --web.telemetry-path=/metrics"\n',
+            HEADER + f'KEEPALIVED_EXPORTER_OPTS="{options}"\n',
             "env",
             actions=[restart("keepalived_exporter.service")],
         )
@@ -258,7 +277,7 @@ def render_keepalived_exporter(host: Host, b: HostBundle) -> None:
             actions=[DAEMON_RELOAD, restart("keepalived_exporter.service")],
         )
     )
-    b.units.add(Unit("keepalived_exporter.service", MODULE, f"http://{host.ip}:{port}/metrics"))
+    b.units.add(Unit("keepalived_exporter.service", MODULE, f"http://{host.ip}:{port}{KEEPALIVED_EXPORTER_PATH}"))
     b.ports.add(Port(port, "keepalived_exporter", MODULE))
     b.packages.add(KEEPALIVED_EXPORTER_PACKAGE[plat.family])
     b.check("systemd", KEEPALIVED_EXPORTER_UNIT)

@@ -30,7 +30,8 @@ from .ports import check_listeners, instance_ports
 from .provision import render_sql
 from .provision_check import PROVISION_PARAMS, check_provision, parse_default_privilege
 from .publish import publish
-from .rules import CHECKED_PARAMS, check_instance
+from .rules import CHECKED_PARAMS, check_instance, check_mode, check_upstream
+from .scripts import render_scripts
 from .services import derive_services, render_service, select
 from .sql import guc_values, sql_dollar, sql_guc, sql_ident, sql_literal
 from .system import render_certificate, render_logs, render_os, render_peer_names
@@ -81,6 +82,8 @@ class PgsqlModule(FleetModule):
         checked: set[tuple[str, ...]] = set()
         for cluster in model.clusters.values():
             check_primary(cluster, report)
+            check_upstream(cluster, report)
+            check_mode(cluster, report)
             self._check_definitions(cluster, checked, report)
             derive_services(cluster, fleet, model, report)
         check_listeners(fleet, model, report)
@@ -134,8 +137,7 @@ class PgsqlModule(FleetModule):
             render_sql(cluster, b, model)
         render_logs(host, inst, cluster, b)
         p = host.params
-        if p.get("patroni_ssl_enabled") or p.get("pgbouncer_sslmode", "disable") != "disable":
-            render_certificate(host, inst, b)
+        render_certificate(host, inst, b)  # PostgreSQL's TLS always; Patroni's API and pgbouncer when enabled
         if p.get("node_write_etc_hosts"):  # NODE owns /etc/hosts only then
             render_peer_names(cluster, b)
 
@@ -178,3 +180,4 @@ class PgsqlModule(FleetModule):
             render_vip(host, fleet, inst, cluster, b)
         if p.get("pg_crontab"):
             render_crontab(host, inst, b)
+        render_scripts(host, inst, cluster, b)

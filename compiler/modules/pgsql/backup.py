@@ -80,7 +80,7 @@ def patroni_pgbackrest(p, cluster: PgCluster) -> dict[str, Any]:
         "recovery_conf": {"restore_command": f'pgbackrest --stanza={stanza} archive-get %f "%p"'},
     }
     if p["pgbackrest_method"] != "local":
-        out["create_replica_methods"] = ["pgbackrest", "basebackup"]
+        out["create_replica_methods"] = ["basebackup", "pgbackrest"]  # Pigsty's order: the primary first
         out["pgbackrest"] = {
             "command": f"/usr/bin/pgbackrest --stanza={stanza} --delta restore",
             "keep_data": True,
@@ -124,8 +124,8 @@ def render_pgbackrest(host: Host, inst: PgInstance, cluster: PgCluster, b: HostB
         method=method,
         spool=spool,
         repo=_repo_options(host, cluster, b, method, repo),
-        push=min(math.ceil(cpu / 2), 4),
-        get=min(math.ceil(cpu / 4), 2),
+        # as Pigsty: a quarter of the cores (2 to 4) to back up and move WAL, up to 8 to restore
+        workers=min(max(math.ceil(cpu / 4), 2), 4),
         restore=min(cpu, 8),
     )
     path = "/etc/pgbackrest/pgbackrest.conf"

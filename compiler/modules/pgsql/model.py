@@ -79,6 +79,22 @@ class PgCluster:
         """Cluster-level parameters: those of the primary (or the first member)."""
         return (self.primary or self.instances[0]).host.params
 
+    @property
+    def citus(self) -> bool:
+        return self.params().get("pg_mode") == "citus"
+
+    @property
+    def scope(self) -> str:
+        """Patroni's scope and the DCS user: a Citus shard group shares one scope (`pg_shard`), each shard of it
+        (a sty cluster, `pg_group`) keeping its own leader under `<scope>/<group>/`."""
+        return str(self.params().get("pg_shard") or self.name) if self.citus else self.name
+
+    def leader_key(self) -> str:
+        ns = str(self.params()["pg_namespace"]).rstrip("/")
+        if self.citus:
+            return f"{ns}/{self.scope}/{self.params().get('pg_group')}/leader"
+        return f"{ns}/{self.name}/leader"
+
 
 @dataclass
 class PgsqlModel:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sty.contract.targets import sort_hosts
+
 from ...bundle import DAEMON_RELOAD, Action, FileSpec, HostBundle, Port, Unit, restart
 from ...contrib import Dcs
 from ...model import Fleet, Host
@@ -17,6 +19,7 @@ from ...render import HEADER, RenderError, render, to_yaml
 from . import tuning
 from .backup import archive_parameters, patroni_pgbackrest
 from .model import MODULE, PgCluster, PgInstance
+from .system import PG_CA
 
 PATRONI_RELOAD = Action("patroni-reload")
 PATRONI_DCS = Action("patroni-dcs-config")
@@ -29,11 +32,19 @@ def pg_setting(value: Any) -> str:
     return str(value)
 
 
-def _knobs(p) -> dict[str, Any]:
+def _max_conn(p, profile: str) -> int | str:
+    """`pg_max_conn: auto` as Pigsty's oltp and crit templates read it: 1000 when clients reach PostgreSQL
+    directly by default, the template's own figure (500) when they come through pgbouncer."""
+    if p["pg_max_conn"] == "auto" and profile in ("oltp", "crit") and p["pg_default_service_dest"] == "postgres":
+        return 1000
+    return p["pg_max_conn"]
+
+
+def _knobs(p, profile: str) -> dict[str, Any]:
     """The inventory's tuning knobs, as the `tuning` functions take them."""
     return dict(
         pg_version=int(p["pg_version"]),
-        max_conn=p["pg_max_conn"],
+        max_conn=_max_conn(p, profile),
         shared_buffer_ratio=float(p["pg_shared_buffer_ratio"]),
         storage_type=str(p["pg_storage_type"]),
         libs=str(p["pg_libs"]),
@@ -46,7 +57,7 @@ def _knobs(p) -> dict[str, Any]:
 
 def _tuned(host: Host, cluster: PgCluster, profile: str) -> tuple[dict[str, str], dict[str, str]]:
     """(DCS settings from the leader's resources, this host's own settings) as the formulas give them."""
-    common = _knobs(host.params)
+    common = _knobs(host.params, profile)
     try:
         leader = cluster.primary.host if cluster.primary else host
         res_leader = tuning.HostResources(leader.facts.cpu, leader.facts.mem_mb, leader.facts.disk_gb)
@@ -72,13 +83,21 @@ def parameters(host: Host, cluster: PgCluster, profile: str) -> tuple[dict[str, 
     pg_params["hba_file"] = p["pg_hba_file"]
     pg_params["unix_socket_directories"] = p["pg_localhost"]
     pg_params["password_encryption"] = p["pg_pwd_enc"]
+    # TLS as Pigsty: every instance has a certificate from the fleet CA, so `hostssl` rules and sslmode=require work
+    pg_params.update(
+        ssl="on", ssl_cert_file="/pg/cert/server.crt", ssl_key_file="/pg/cert/server.key", ssl_ca_file=PG_CA
+    )
     if p["pgbackrest_enabled"]:
         pg_params.update(archive_parameters(cluster))
     return dcs_params, pg_params
 
 
-def _bootstrap(p, timers: tuple[int, ...], dcs_params: dict[str, str], sync: bool) -> dict[str, Any]:
-    """The DCS configuration Patroni writes when it creates the cluster, and how it runs initdb."""
+def _bootstrap(p, timers: tuple[int, ...], dcs_params: dict[str, str], sync: bool, strict: bool) -> dict[str, Any]:
+    """The DCS configuration Patroni writes when it creates the cluster, and how it runs initdb.
+
+    As Pigsty: failsafe mode (a primary that still reaches every member keeps serving while the DCS is down),
+    no lag bound for the synchronous standby (-1), 30 s for a primary to stop in synchronous mode, and the crit
+    template's strict synchronous mode (no write is acknowledged without a standby)."""
     ttl, loop, retry, start = timers
     initdb: list[Any] = [
         {"encoding": p["pg_encoding"]},
@@ -95,9 +114,17 @@ def _bootstrap(p, timers: tuple[int, ...], dcs_params: dict[str, str], sync: boo
             "retry_timeout": retry,
             "primary_start_timeout": start,
             "maximum_lag_on_failover": int(p["pg_rpo"]),
+            "maximum_lag_on_syncnode": -1,
+            "primary_stop_timeout": 30,
             "synchronous_mode": sync,
-            "synchronous_mode_strict": False,
-            "postgresql": {"use_pg_rewind": True, "use_slots": True, "parameters": dcs_params},
+            "synchronous_mode_strict": strict,
+            "failsafe_mode": True,
+            "postgresql": {
+                "use_pg_rewind": True,
+                "use_slots": True,
+                "remove_data_directory_on_rewind_failure": True,
+                "parameters": dcs_params,
+            },
         },
         "method": "initdb",
         "initdb": initdb,
@@ -109,6 +136,10 @@ def _bootstrap(p, timers: tuple[int, ...], dcs_params: dict[str, str], sync: boo
 def _postgresql(host: Host, cluster: PgCluster, b: HostBundle, bin_dir: str, superuser: dict, pg_params: dict):
     """Patroni's `postgresql` section: where the instance lives, how Patroni logs in, how replicas are made."""
     p = host.params
+    replication = {
+        "username": p["pg_replication_username"],
+        "password": b.secret(f"{cluster.name}/pg_replication_password", p["pg_replication_password"]),
+    }
     return {
         "listen": f"{p['pg_listen']}:{p['pg_port']}",
         "connect_address": f"{host.ip}:{p['pg_port']}",
@@ -119,13 +150,16 @@ def _postgresql(host: Host, cluster: PgCluster, b: HostBundle, bin_dir: str, sup
         "use_unix_socket_repl": False,
         "authentication": {
             "superuser": superuser,
-            "replication": {
-                "username": p["pg_replication_username"],
-                "password": b.secret(f"{cluster.name}/pg_replication_password", p["pg_replication_password"]),
-            },
-            "rewind": dict(superuser),
+            "replication": replication,
+            # as Pigsty: the replicator rewinds (pg_hba lets it reach `postgres` from the intranet, and
+            # 10-roles.sql grants it the functions pg_rewind calls); the superuser may only log in locally
+            "rewind": dict(replication),
         },
         "parameters": pg_params,
+        # a member whose rewind fails is cloned again instead of staying on a dead timeline
+        "use_pg_rewind": True,
+        "remove_data_directory_on_rewind_failure": True,
+        "remove_data_directory_on_diverged_timelines": False,
         "create_replica_methods": ["basebackup"],
         "basebackup": [{"max-rate": "1000M"}, {"checkpoint": "fast"}],
         **patroni_pgbackrest(p, cluster),
@@ -140,17 +174,18 @@ def patroni_config(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluste
     profile = tuning.profile_name(str(p["pg_conf"]))
     dcs_params, pg_params = parameters(host, cluster, profile)
     sync = profile == "crit" or int(p["pg_rpo"]) == 0
+    strict = profile == "crit"
     dcs = fleet.board.one(Dcs)  # published by the module that runs the DCS (ETCD)
     superuser: dict[str, Any] = {"username": p["pg_dbsu"]}
     if p.get("pg_dbsu_password"):
         superuser["password"] = b.secret(f"{cluster.name}/pg_dbsu_password", p["pg_dbsu_password"])
     doc = {
-        "scope": cluster.name,
+        "scope": cluster.scope,
         "namespace": str(p["pg_namespace"]).rstrip("/") + "/",
         "name": inst.name,
-        "log": {"dir": p["patroni_log_dir"], "level": "INFO", "file_num": 30, "file_size": 4194304},
+        "log": {"dir": p["patroni_log_dir"], "level": "INFO", "file_num": 4, "file_size": 33554432},  # as Pigsty
         "restapi": {
-            "listen": f"0.0.0.0:{p['patroni_port']}",
+            "listen": f"{host.ip}:{p['patroni_port']}",  # as Pigsty: the node's address, not every interface
             "connect_address": f"{host.ip}:{p['patroni_port']}",
             "authentication": {
                 "username": p["patroni_username"],
@@ -159,28 +194,56 @@ def patroni_config(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluste
         },
         "etcd3": {
             "hosts": dcs.client_endpoints() if dcs else [],
-            "protocol": "http",
-            "username": cluster.name,
-            "password": b.secret(f"{cluster.name}/pg_etcd_password", p.get("pg_etcd_password") or cluster.name),
+            "protocol": dcs.scheme if dcs else "https",
+            # as Pigsty: the etcd members' certificates are checked against the fleet CA; the instance's own
+            # certificate (client usage) is offered
+            "cacert": PG_CA,
+            "cert": "/pg/cert/server.crt",
+            "key": "/pg/cert/server.key",
+            "username": cluster.scope,
+            "password": b.secret(f"{cluster.name}/pg_etcd_password", p.get("pg_etcd_password") or cluster.scope),
         },
-        "bootstrap": _bootstrap(p, (ttl, loop, retry, start), dcs_params, sync),
+        "bootstrap": _bootstrap(p, (ttl, loop, retry, start), dcs_params, sync, strict),
         "postgresql": _postgresql(host, cluster, b, bin_dir, superuser, pg_params),
         "watchdog": {
             "mode": "off" if p["patroni_watchdog_mode"] in (False, "off") else p["patroni_watchdog_mode"],
             "device": "/dev/watchdog",
             "safety_margin": margin,
         },
-        "tags": {
-            "nofailover": inst.role == "offline",
-            "noloadbalance": False,
-            "clonefrom": True,
-            "nosync": inst.role == "offline",
-        },
+        "tags": _tags(host, inst, cluster, str(p["pg_conf"])),
     }
+    if cluster.citus:  # one shard (`pg_group`) of a Citus cluster: Patroni registers its workers with the coordinator
+        doc["citus"] = {"group": int(p["pg_group"]), "database": str(p["pg_primary_db"])}
+    upstream = p.get("pg_upstream")
+    if upstream and inst.role == "primary":  # the leader of a standby cluster follows another cluster
+        standby: dict[str, Any] = {"host": str(upstream), "port": int(p["pg_port"])}
+        if p.get("pg_delay") not in (None, "", 0, "0"):
+            standby["recovery_min_apply_delay"] = str(p["pg_delay"])
+        doc["bootstrap"]["dcs"]["standby_cluster"] = standby
+    # as Pigsty: switchover, restart and reload through the API only from the admin node, the members and INFRA
+    allow = {str(p["admin_ip"]), *(i.host.ip for i in cluster.instances), *(h.ip for h in fleet.group_hosts("infra"))}
+    doc["restapi"]["allowlist"] = sort_hosts(a for a in allow if a and a != "None")
     if p["patroni_ssl_enabled"]:
         doc["restapi"]["certfile"] = "/pg/cert/server.crt"
         doc["restapi"]["keyfile"] = "/pg/cert/server.key"
     return doc
+
+
+def _tags(host: Host, inst: PgInstance, cluster: PgCluster, conf: str) -> dict[str, Any]:
+    """Pigsty's member tags. Every member may fail over and be synchronous, offline ones included (Pigsty does
+    so: a cluster of a primary and an offline member must still fail over). A cascade replica (`pg_upstream`)
+    names the member it replicates from, as Patroni expects, where Pigsty writes the address Patroni ignores."""
+    tags: dict[str, Any] = {"nofailover": False, "clonefrom": True, "noloadbalance": False, "nosync": False}
+    upstream = host.params.get("pg_upstream")
+    if upstream and inst.role != "primary":
+        source = next((i for i in cluster.instances if i.host.ip == str(upstream)), None)
+        if source is not None:  # anything else was refused by rules.check_upstream
+            tags["replicatefrom"] = source.name
+    facts = host.facts
+    tags["version"] = str(host.params["pg_version"])
+    tags["spec"] = f"{facts.cpu}C.{max(facts.mem_mb // 1024, 1)}G.{max(facts.disk_gb, 1)}G"
+    tags["conf"] = conf
+    return tags
 
 
 def render_patroni(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster, b: HostBundle, bin_dir: str):

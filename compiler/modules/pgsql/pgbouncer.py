@@ -56,7 +56,15 @@ def _files(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster, b: Ho
     hba_text = render_hba_file(host, hba_context(host, fleet, inst, cluster), "pgb_hba_rules", "pgbouncer")
     userlist = [(u["name"], user_scram(b, p, cluster, u)) for u in pooled]
     return {
-        "/etc/pgbouncer/pgbouncer.ini": (render("pgsql/pgbouncer.ini.j2", p=p, dbsu=p["pg_dbsu"]), "pgbouncer"),
+        "/etc/pgbouncer/pgbouncer.ini": (
+            render(
+                "pgsql/pgbouncer.ini.j2",
+                p=p,
+                dbsu=p["pg_dbsu"],
+                prepared_statements=host.platform.pgbouncer_prepared_statements,
+            ),
+            "pgbouncer",
+        ),
         "/etc/pgbouncer/database.txt": (render("pgsql/database.txt.j2", p=p, databases=databases), "pgbouncer"),
         "/etc/pgbouncer/useropts.txt": (render("pgsql/useropts.txt.j2", users=pooled), "pgbouncer"),
         "/etc/pgbouncer/pgb_hba.conf": (hba_text, "hba"),

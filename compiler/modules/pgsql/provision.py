@@ -128,6 +128,7 @@ def _sql_files(cluster: PgCluster, p, roles: list[dict[str, Any]], absent: list[
             title=f"roles of {cluster.name}: pg_default_roles + pg_users",
             path=f"{SQL_DIR}/10-roles.sql",
             roles=roles,
+            rewind_user=p["pg_replication_username"],
             **common,
         ),
         f"{SQL_DIR}/20-databases.sql": render(

@@ -1,7 +1,14 @@
 """What PGSQL offers the other modules on the board (compiler/contrib.py), published at the end of `derive`:
 per cluster, each instance's scrape targets (exporters and Patroni), the VIP's ping target, the DNS records
-(`pg_dns_suffix`, `pg_dns_target`) with the problems of those values, a Grafana datasource per registered
-database; and every listener (`ports.pgsql_listeners`).
+(`pg_dns_suffix`, `pg_dns_target`) with the problems of those values, the Grafana datasources; and every listener
+(`ports.pgsql_listeners`).
+
+Labels and names are Pigsty's, which its dashboards query: targets `cls`, `ins` (`<cls>-<seq>`), `ip`; the VIP
+ping `job: pgsql-vip` with the member's labels and `vip`, once per member; datasources `<ins>.<datname>` for
+`postgres` and every registered database of every member (pg_monitor's register_grafana). Intentional
+differences from Pigsty: with `patroni_ssl_enabled`, Patroni is scraped in the `pgsql` job itself (a group with
+`__scheme__: https`) instead of a separate `pgsql-patroni` job relabelled to `pgsql`, which yields the same
+series; the VIP's ping targets are one file per cluster (Pigsty: one per member), with the same groups.
 """
 
 from __future__ import annotations
@@ -35,12 +42,24 @@ def publish(fleet: Fleet, model: PgsqlModel) -> None:
         board.publish(MODULE, *(_instance_target(inst) for inst in cluster.instances))
         board.publish(MODULE, _dns(cluster, once))
         board.publish(MODULE, *_datasources(cluster))
-        p = cluster.params()
-        vip = vip_of(p.get("pg_vip_address")) if p.get("pg_vip_enabled") else None
+        vip = _vip_target(cluster)
         if vip:
-            g = TargetGroup((vip,), labels_of(cluster.name, f"{cluster.name}-vip", vip))
-            board.publish(MODULE, ScrapeTarget("ping", f"pgsql-{cluster.name}-vip", (g,), cluster.name))
+            board.publish(MODULE, vip)
     board.publish(MODULE, *pgsql_listeners(fleet, model))
+
+
+def _vip_target(cluster: PgCluster) -> ScrapeTarget | None:
+    """The VIP pinged once per member with the member's labels, the VIP and `job: pgsql-vip` (Pigsty's labels:
+    each member registers the VIP it may hold)."""
+    p = cluster.params()
+    vip = vip_of(p.get("pg_vip_address")) if p.get("pg_vip_enabled") else None
+    if not vip:
+        return None
+    groups = tuple(
+        TargetGroup((vip,), labels_of(cluster.name, inst.name, inst.host.ip, vip=vip, job="pgsql-vip"))
+        for inst in cluster.instances
+    )
+    return ScrapeTarget("ping", f"pgsql-{cluster.name}-vip", groups, cluster.name)
 
 
 def _instance_target(inst: PgInstance) -> ScrapeTarget:
@@ -122,28 +141,32 @@ def _dns_problems(inst: PgInstance, once: Once) -> list[Problem]:
 
 
 def _datasources(cluster: PgCluster) -> list[Datasource]:
-    """One Grafana datasource per database (register_datasource not false) at the cluster primary."""
-    if cluster.primary is None:
-        return []
-    p = cluster.params()
-    ip = cluster.primary.host.ip
+    """Pigsty's per-instance datasources: `<ins>.<datname>` at every member for `postgres` and each database
+    (not `state: absent`, `register_datasource` not false), when the cluster is provisioned (`pg_provision`)."""
     out = []
-    for db in p.get("pg_databases") or []:
-        if not isinstance(db, dict) or db.get("register_datasource") is False:
+    for inst in cluster.instances:
+        p = inst.host.params
+        if not p.get("pg_provision", True):
             continue
-        if db.get("state", "create") == "absent":
-            continue
-        out.append(
-            Datasource(
-                kind="postgres",
-                cluster=cluster.name,
-                name=f"{cluster.name}.{db['name']}",
-                url=addr(ip, p["pg_port"]),
-                database=str(db["name"]),
-                user=str(p["pg_monitor_username"]),
-                password_secret=f"{cluster.name}/pg_monitor_password",
-                password=p.get("pg_monitor_password"),
-                version=int(p["pg_version"]) if str(p.get("pg_version", "")).isdigit() else 15,
+        names = ["postgres"]
+        for db in p.get("pg_databases") or []:
+            if not isinstance(db, dict) or not db.get("name") or db.get("register_datasource") is False:
+                continue
+            if db.get("state", "create") != "absent":
+                names.append(str(db["name"]))
+        version = int(p["pg_version"]) if str(p.get("pg_version", "")).isdigit() else 15
+        for name in dict.fromkeys(names):
+            out.append(
+                Datasource(
+                    kind="postgres",
+                    cluster=cluster.name,
+                    name=f"{inst.name}.{name}",
+                    url=addr(inst.host.ip, p["pg_port"]),
+                    database=name,
+                    user=str(p["pg_monitor_username"]),
+                    password_secret=f"{cluster.name}/pg_monitor_password",
+                    password=p.get("pg_monitor_password"),
+                    version=version,
+                )
             )
-        )
     return out

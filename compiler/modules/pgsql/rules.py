@@ -14,7 +14,7 @@ from . import tuning
 from .backup import PGBACKREST_SETTINGS, check_pgbackrest
 from .crontab import check_crontab
 from .exporters import check_exporter_options
-from .model import PgInstance, list_path
+from .model import PgCluster, PgInstance, list_path
 from .ports import check_exporter_ports
 from .provision_check import DB_NAME, USER_NAME
 from .sql import GUC_NAME
@@ -40,6 +40,7 @@ CHECKED_PARAMS = (
     "pg_monitor_username",
     "pg_admin_username",
     "pg_version",
+    "pgbouncer_auth_query",
     "pg_parameters",
     "pg_crontab",
     "pg_vip_interface",
@@ -93,6 +94,55 @@ def check_instance(inst: PgInstance, report: Report) -> None:
                 report.error(join_path(list_path(p, key, base, i), *([sub] if sub else [])), message)
     check_settings(p, report)
     _check_extras(p, report, inst.host.platform.name)
+    if p.get("pgbouncer_auth_query"):
+        report.error(
+            p.source("pgbouncer_auth_query"),
+            "sty does not render pgbouncer's auth_query (Pigsty's monitor.pgbouncer_auth function); list the pooled "
+            "users in pg_users with pgbouncer: true instead",
+        )
+    if p.get("pg_version") == 19:
+        report.warning(p.source("pg_version"), "PostgreSQL 19 is a beta in Pigsty 4.5: keep it off production")
+
+
+RENDERED_MODES = ("pgsql", "citus")
+
+
+def check_mode(cluster: PgCluster, report: Report) -> None:
+    """`pg_mode` changes what a cluster is: sty renders vanilla PostgreSQL and Citus, and refuses the rest rather
+    than building a different cluster than the one asked for."""
+    p = cluster.params()
+    mode = p.get("pg_mode")
+    if mode not in RENDERED_MODES:
+        report.error(
+            p.source("pg_mode"),
+            f"pg_mode {mode} (another PostgreSQL kernel) is not rendered by sty, which renders "
+            + " and ".join(RENDERED_MODES),
+        )
+        return
+    if mode == "citus":
+        for key in ("pg_shard", "pg_group"):
+            if p.get(key) is None:
+                report.error(p.source(key), f"a Citus cluster needs {key} (its shard group and index)")
+        if "citus" not in str(p.get("pg_libs") or ""):
+            report.error(p.source("pg_libs"), "a Citus cluster must preload citus (put it first in pg_libs)")
+
+
+def check_upstream(cluster: PgCluster, report: Report) -> None:
+    """A replica's `pg_upstream` names the member it cascades from (a standby cluster's leader may follow any
+    address): Patroni's `replicatefrom` takes a member's name, so the address must be one of the cluster's."""
+    members = {i.host.ip for i in cluster.instances}
+    for inst in cluster.instances:
+        upstream = inst.host.params.get("pg_upstream")
+        if not upstream or inst.role == "primary":
+            continue
+        if str(upstream) == inst.host.ip:
+            report.error(inst.host.params.source("pg_upstream"), "a replica cannot replicate from itself")
+        elif str(upstream) not in members:
+            report.error(
+                inst.host.params.source("pg_upstream"),
+                f"{upstream} is not a member of {cluster.name}: a replica cascades from another member "
+                "(only the primary of a standby cluster follows an outside address)",
+            )
 
 
 def _check_names(p, report: Report) -> None:

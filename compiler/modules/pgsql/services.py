@@ -3,20 +3,49 @@
 Pigsty picks a service's members with JMESPath expressions over the members' hostvars (`selector`, `backup`);
 they are evaluated once, in derive, so a bad expression is an inventory error and every provider (the members
 themselves, or the `pg_service_provider` group) renders the same server list.
+
+A service's file is Pigsty v4.5's pgsql `service.cfg`, setting by setting: `mode tcp`, `maxconn` (5000 by
+default), `balance` (roundrobin), `option httpchk` with `option http-keep-alive`, `http-check send meth OPTIONS
+uri <check>` and `expect status 200`; `default-server` is the service's `options`, else `inter/fastinter/
+downinter/rise/fall` from the pg_rto plan (index 5 to 9) and `on-marked-down shutdown-sessions slowstart 30s
+maxconn 3000 maxqueue 128 weight 100`. One server line per member, named `<cluster>-<seq>`, at pg_port,
+pgbouncer_port or the `dest` port, `check port <patroni_port> weight <pg_weight>`, TLS health checks when the
+member's `patroni_ssl_enabled`; the selector's members first (`backup` when the backup expression picks them
+too), then the backups the selector did not pick.
+
+Intentional differences from Pigsty, with their reason:
+- `check-ssl ca-file /etc/pki/ca.crt` (Pigsty: /pg/cert/ca.crt): the same fleet CA, at the path the apply stage
+  delivers to every node (manifest `trust`), so a `pg_service_provider` that is no member of the cluster
+  verifies Patroni's certificate too.
+- Members are taken in pg_seq order (Pigsty: inventory order, the same in every inventory that lists a
+  cluster's members by seq).
+- A fractional pg_rto_plan timer is written in milliseconds (`fastinter 500ms` for Pigsty's `0.5s` in the fast
+  plan, `1500ms` in safe): HAProxy reads whole numbers only and refuses Pigsty's line (`haproxy -c`: unexpected
+  character '.').
+- `options` given as a list is joined into one `default-server` line (Pigsty writes the list's repr).
+- A `dest` that is neither default, postgres, pgbouncer nor a port, or a pg_rto outside pg_rto_plan, is an
+  inventory error (Pigsty falls back to 5432 and to `norm`).
 """
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
 from ...bundle import FileSpec, HostBundle, Port, reload
+from ...ca import CA_CERT_PATH
 from ...errors import Report, join_path
 from ...model import Fleet
 from ...render import render
 from .model import MODULE, PgCluster, PgInstance, PgsqlModel, Service, list_path
 
 DESTINATIONS = ("default", "postgres", "pgbouncer")
+# Pigsty's defaults for a service: front-end maxconn, and the per-server maxconn and maxqueue of default-server
+SERVICE_MAXCONN = 5000
+SERVER_MAXCONN = 3000
+SERVER_MAXQUEUE = 128
 
 
 @cache
@@ -105,9 +134,15 @@ def derive_services(cluster: PgCluster, fleet: Fleet, model: PgsqlModel, report:
         model.provided_by.setdefault(host.ip, []).append(cluster)
 
 
-def _servers(svc: Service, dest: Any) -> list[dict[str, Any]]:
+def _servers(svc: Service, cluster: PgCluster, dest: Any) -> list[dict[str, Any]]:
+    """Pigsty's server lines in Pigsty's order: the members the selector picks (flagged `backup` when the backup
+    expression picks them too), then the backups the selector did not pick."""
+    spare = {b.host.ip for b in svc.backups}
+    chosen = select(svc.spec.get("selector", "[]"), cluster.instances)
+    picked = {m.host.ip for m in chosen}
+    lines = [(m, m.host.ip in spare) for m in chosen] + [(b, True) for b in svc.backups if b.host.ip not in picked]
     servers = []
-    for inst, backup in [(s, False) for s in svc.servers] + [(s, True) for s in svc.backups]:
+    for inst, backup in lines:
         hp = inst.host.params
         port = {"postgres": hp["pg_port"], "pgbouncer": hp["pgbouncer_port"]}.get(str(dest), dest)
         servers.append(
@@ -124,30 +159,51 @@ def _servers(svc: Service, dest: Any) -> list[dict[str, Any]]:
     return servers
 
 
+_MS = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000, "d": 86400000}
+
+
+def haproxy_time(value: Any) -> str:
+    """A pg_rto_plan timer as HAProxy reads it: whole numbers only, so a fractional one (Pigsty's `0.5s`) is
+    written in milliseconds (`500ms`); anything else is written as it is."""
+    text = str(value)
+    m = re.fullmatch(r"(\d+\.\d+)(ms|s|m|h|d)?", text)
+    if not m:
+        return text
+    ms = Decimal(m[1]) * _MS[m[2] or "ms"]
+    return f"{int(ms)}ms" if ms == int(ms) else text
+
+
+def default_server(spec: dict[str, Any], rto: list[Any]) -> str:
+    """The service's `default-server` options: its own `options`, else Pigsty's, paced by the pg_rto plan."""
+    options = spec.get("options")
+    if options:
+        return " ".join(options) if isinstance(options, list) else str(options)
+    inter, fastinter, downinter = (haproxy_time(t) for t in rto[5:8])
+    rise, fall = rto[8:10]
+    return (
+        f"inter {inter} fastinter {fastinter} downinter {downinter} rise {rise} fall {fall} "
+        f"on-marked-down shutdown-sessions slowstart 30s maxconn {SERVER_MAXCONN} maxqueue {SERVER_MAXQUEUE} weight 100"
+    )
+
+
 def render_service(cluster: PgCluster, svc: Service, b: HostBundle) -> None:
     """`/etc/haproxy/conf.d/<cluster>-<service>.cfg`; health checks paced by the pg_rto plan."""
     p = cluster.params()
     spec = svc.spec
-    rto = list((p["pg_rto_plan"] or {})[p["pg_rto"]])
-    inter, fastinter, downinter, rise, fall = rto[5:10]
     dest = spec.get("dest", "default")
     if dest == "default":
         dest = p["pg_default_service_dest"]
-    maxconn = int(spec.get("maxconn", 5000))
-    default_options = (
-        f"inter {inter} fastinter {fastinter} downinter {downinter} rise {rise} fall {fall} "
-        f"on-marked-down shutdown-sessions slowstart 30s maxconn {min(maxconn, 3000)} maxqueue 256 weight 100"
-    )
     text = render(
         "pgsql/service.cfg.j2",
         svc=svc,
         ip=spec.get("ip") or "*",
         check=spec.get("check") or "/",
         balance=spec.get("balance") or "roundrobin",
-        maxconn=maxconn,
-        options=spec.get("options") or default_options,
-        servers=_servers(svc, dest),
+        maxconn=int(spec.get("maxconn") or SERVICE_MAXCONN),
+        options=default_server(spec, list((p["pg_rto_plan"] or {})[p["pg_rto"]])),
+        servers=_servers(svc, cluster, dest),
         dest=dest,
+        ca_file=CA_CERT_PATH,
     )
     path = f"/etc/haproxy/conf.d/{svc.full_name}.cfg"
     b.add(FileSpec(path, MODULE, text, "haproxy", actions=[reload("haproxy.service")]))

@@ -20,6 +20,9 @@ from .model import MODULE, PgCluster, PgInstance
 FIRST_LINE = r"^\d{4}-\d{2}-\d{2} "
 
 
+PG_CA = "/pg/cert/ca.crt"
+
+
 def render_os(host: Host, b: HostBundle, version: int) -> None:
     """The database superuser, the PostgreSQL and Patroni packages, and the `/pg` directory tree."""
     p = host.params
@@ -97,6 +100,7 @@ def render_certificate(host: Host, inst: PgInstance, b: HostBundle) -> None:
         )
     )
     b.directories.add(Directory("/pg/cert", p["pg_dbsu"], p["pg_dbsu"], "0700"))
+    b.trust.add(PG_CA)  # where PostgreSQL, Patroni and pgbouncer find the fleet CA, as in Pigsty
 
 
 def render_peer_names(cluster: PgCluster, b: HostBundle) -> None:

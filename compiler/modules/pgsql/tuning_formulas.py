@@ -96,7 +96,8 @@ def storage_io(i: Inputs) -> dict[str, str]:
         else:
             fraction, lo, hi = i.spec.io_workers
             workers = clamp(ceil_int(i.res.cpu * fraction), lo, hi)
-        params["io_workers"] = str(workers)
+        if i.pg_version == 18:  # as Pigsty 4.5: PostgreSQL 19 sizes its I/O workers itself
+            params["io_workers"] = str(workers)
         params["file_copy_method"] = "clone"
     if i.storage_type == "SSD":
         params["random_page_cost"] = "1.1"

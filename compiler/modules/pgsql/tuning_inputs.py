@@ -12,7 +12,7 @@ from fractions import Fraction
 PROFILES = ("oltp", "olap", "crit", "tiny")
 
 MIN_PG_VERSION = 13
-MAX_PG_VERSION = 18
+MAX_PG_VERSION = 19  # 19 is a beta in Pigsty 4.5: build warns
 
 # Parameters Patroni passes on the postmaster command line and therefore keeps identical on
 # every member (Patroni's ConfigHandler.CMDLINE_OPTIONS minus the ones it owns outright).

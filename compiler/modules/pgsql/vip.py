@@ -19,6 +19,7 @@ from ...errors import Report
 from ...model import Fleet, Host
 from ...render import HEADER, render, to_yaml
 from .model import MODULE, PgCluster, PgInstance
+from .system import PG_CA
 
 IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 CONF = "/etc/default/vip-manager.yml"
@@ -55,15 +56,18 @@ def _config(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster, b: H
     dcs = fleet.board.one(Dcs)
     return {
         "interval": 1000,
-        "trigger-key": f"{str(p['pg_namespace']).rstrip('/')}/{cluster.name}/leader",
+        "trigger-key": cluster.leader_key(),
         "trigger-value": inst.name,
         "ip": str(vip.ip),
         "netmask": vip.network.prefixlen,
         "manager-type": "basic",
         "dcs-type": "etcd",
-        "dcs-endpoints": [f"http://{e}" for e in (dcs.client_endpoints() if dcs else [])],
-        "etcd-user": cluster.name,
-        "etcd-password": b.secret(f"{cluster.name}/pg_etcd_password", p.get("pg_etcd_password") or cluster.name),
+        "dcs-endpoints": dcs.client_urls() if dcs else [],
+        "etcd-ca-file": PG_CA,  # TLS to etcd, as Pigsty
+        "etcd-cert-file": "/pg/cert/server.crt",
+        "etcd-key-file": "/pg/cert/server.key",
+        "etcd-user": cluster.scope,
+        "etcd-password": b.secret(f"{cluster.name}/pg_etcd_password", p.get("pg_etcd_password") or cluster.scope),
         "retry-num": 2,
         "retry-after": 250,
         "verbose": False,

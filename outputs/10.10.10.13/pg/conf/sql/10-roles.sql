@@ -81,3 +81,9 @@ SELECT 'GRANT "dbrole_admin" TO "dbuser_dba"' WHERE NOT EXISTS (SELECT FROM pg_c
 SELECT 'GRANT "pg_monitor" TO "dbuser_monitor"' WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid JOIN pg_catalog.pg_roles u ON u.oid = m.member WHERE g.rolname = 'pg_monitor' AND u.rolname = 'dbuser_monitor') \gexec
 SELECT 'GRANT "dbrole_readonly" TO "dbuser_monitor"' WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid JOIN pg_catalog.pg_roles u ON u.oid = m.member WHERE g.rolname = 'dbrole_readonly' AND u.rolname = 'dbuser_monitor') \gexec
 SELECT 'GRANT "dbrole_admin" TO "test"' WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid JOIN pg_catalog.pg_roles u ON u.oid = m.member WHERE g.rolname = 'dbrole_admin' AND u.rolname = 'test') \gexec
+
+-- 4. pg_rewind as the replication user (Patroni's rewind credentials): the functions it calls on the source
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO "replicator";
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO "replicator";
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO "replicator";
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO "replicator";
