@@ -79,5 +79,10 @@ e2e: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) tests/bench.py
 
+# docs/compatibility.md's "Differences from Pigsty" section, generated from docs/pigsty-differences.yml
+.PHONY: compat-doc
+compat-doc: $(VENV)/.installed
+	$(PY) tests/compat_doc.py
+
 clean:
 	rm -rf .sty build .pytest_cache

@@ -6,6 +6,7 @@ from its manifest in STY_VERIFY_OUTDIR and the record the apply left on it.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
@@ -14,6 +15,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sty.contract.manifest import discover, read_manifest
 from sty.contract.store import read_store
@@ -96,8 +98,44 @@ def test_etcd_endpoint_health(host):
         pytest.skip("not an etcd member")
     port = next(p["port"] for p in me(host)["ports"] if p["component"] == "etcd")
     tls = "--cacert /etc/etcd/ca.crt --cert /etc/etcd/server.crt --key /etc/etcd/server.key"  # the member's own
-    out = host.run(f"etcdctl {tls} --endpoints https://{host.backend.hostname}:{port} endpoint health")
+    url = f"https://{host.backend.hostname}:{port}"
+    anonymous = host.run(f"etcdctl {tls} --endpoints {url} endpoint health")
+    assert anonymous.rc != 0 and "user name is empty" in anonymous.stderr, "etcd answers without authentication"
+    cluster = me(host)["identity"]["etcd"]["cluster"]
+    root = shlex.quote(f"root:{store().get(f'{cluster}/etcd_root_password', '')}")
+    out = host.run(f"etcdctl {tls} --user {root} --endpoints {url} endpoint health")
     assert out.rc == 0 and "is healthy" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_each_postgres_cluster_reaches_only_its_own_etcd_keys(host):
+    """Pigsty's RBAC: a cluster's etcd user reads and writes `<namespace>/<scope>/`, nothing else. Asked the way
+    Patroni asks, through etcd's JSON gateway with the credentials and certificate of patroni.yml."""
+    if not has(host, "pgsql") or "pgsql" not in me(host)["identity"]:
+        pytest.skip("not a PostgreSQL instance")
+    conf = yaml.safe_load(host.file("/etc/patroni/patroni.yml").content_string)
+    dcs = conf["etcd3"]
+    curl = f"curl -sS --max-time 5 --cacert {dcs['cacert']} --cert {dcs['cert']} --key {dcs['key']}"
+    url = f"https://{dcs['hosts'][0]}"
+
+    def post(path: str, body: dict, token: str = "") -> dict:
+        header = f"-H {shlex.quote('Authorization: ' + token)} " if token else ""
+        out = host.run(f"{curl} {header}-X POST {url}{path} -d {shlex.quote(json.dumps(body))}")
+        assert out.rc == 0, out.stderr
+        return json.loads(out.stdout)
+
+    token = post("/v3/auth/authenticate", {"name": dcs["username"], "password": dcs["password"]}).get("token")
+    assert token, f"etcd refused the credentials of {dcs['username']}"
+
+    def keys(prefix: bytes) -> dict:
+        end = prefix[:-1] + bytes([prefix[-1] + 1])
+        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+        return post("/v3/kv/range", {"key": b64(prefix), "range_end": b64(end), "keys_only": True}, token)
+
+    prefix = f"{conf['namespace'].rstrip('/')}/{conf['scope']}/".encode()
+    mine = keys(prefix)
+    assert any(base64.b64decode(kv["key"]).endswith(b"/leader") for kv in mine.get("kvs", [])), mine
+    other = keys(b"/")
+    assert "permission denied" in str(other.get("error", other.get("message", ""))), other
 
 
 def test_patroni_health_and_one_leader(host):

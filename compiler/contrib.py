@@ -235,6 +235,19 @@ class Dcs:
         return [m.ip for m in self.members]
 
 
+@dataclass(frozen=True)
+class DcsUser:
+    """A DCS account for one client cluster: read-write on its key prefix only (Pigsty's per-cluster etcd user).
+    `secret` is the scoped name of its password, `password` the value the bundle registers for the store (never
+    written to outputs/); `hosts` are the addresses whose parameters shape it."""
+
+    name: str
+    prefix: str
+    secret: str
+    password: str
+    hosts: tuple[str, ...]
+
+
 # -- listeners ---------------------------------------------------------------------------------------------------
 
 

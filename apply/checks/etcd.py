@@ -109,7 +109,7 @@ def peer_members(peers: dict[str, Path], secret, path: str = CONF) -> list[Membe
 TLS_SECTIONS = ("client-transport-security", "peer-transport-security")
 
 
-def _copy(member: Member, tmp: Path, loopback: bool, pki: StandinPki) -> Path:
+def _copy(member: Member, tmp: Path, loopback: bool, pki: StandinPki, shared: list[str]) -> Path:
     """The member's file with data-dir (and wal-dir) moved into `tmp`; without loopback client listeners
     unless `loopback` (peers started beside the member under test); its TLS files (signed by the fleet CA at
     apply time, so not in the bundle) replaced by a certificate of the check's own CA for the same names."""
@@ -125,7 +125,9 @@ def _copy(member: Member, tmp: Path, loopback: bool, pki: StandinPki) -> Path:
         urls = [u for u in _urls(data, "listen-client-urls") if not url_host(u).startswith("127.")]
         data["listen-client-urls"] = ",".join(urls)
     if any(isinstance(data.get(k), dict) for k in TLS_SECTIONS):
-        cert, key = pki.issue(member.name or member.host, [*member.addresses(), member.name, "127.0.0.1", "localhost"])
+        # every member's addresses: the members share one namespace, whose kernel may pick any of them as the
+        # source address of a peer connection, and etcd matches a peer's certificate against that address
+        cert, key = pki.issue(member.name or member.host, [*member.addresses(), *shared, member.name, "127.0.0.1"])
         for section in TLS_SECTIONS:
             if isinstance(data.get(section), dict):
                 files = {"cert-file": str(cert), "key-file": str(key), "trusted-ca-file": str(pki.ca)}
@@ -154,7 +156,7 @@ def running(ns: Netns, members: list[Member], timeout: float = 20, health: bool 
         pki = StandinPki(stack.enter_context(tmpdir("etcd-pki")))
         for i, m in enumerate(members):
             tmp = stack.enter_context(tmpdir("etcd"))
-            conf = _copy(m, tmp, loopback=(i == 0), pki=pki)
+            conf = _copy(m, tmp, loopback=(i == 0), pki=pki, shared=[a for o in members for a in o.addresses()])
             log = tmp / "etcd.log"
             with open(log, "wb") as fh:
                 procs.append(ns.popen(["etcd", "--config-file", str(conf)], stdout=fh, stderr=subprocess.STDOUT))

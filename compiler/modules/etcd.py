@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..bundle import DAEMON_RELOAD, Certificate, Directory, FileSpec, HostBundle, OsUser, Port, Unit, restart
-from ..contrib import Dcs, DcsMember, ScrapeTarget, TargetGroup, addr, labels_of, listeners, module_alert_rules
+from ..bundle import DAEMON_RELOAD, Action, Certificate, Directory, FileSpec, HostBundle, OsUser, Port, Unit, restart
+from ..contrib import Dcs, DcsMember, DcsUser, ScrapeTarget, TargetGroup, addr, labels_of, listeners, module_alert_rules
 from ..errors import Report
 from ..logs import contribute_logs
 from ..model import Fleet, Host
 from ..module import FleetModule
-from ..render import HEADER, render, template_text, to_yaml
+from ..render import HEADER, RenderError, render, template_text, to_yaml
+from ..secrets import pick
 
 ETCD_CA, ETCD_CERT, ETCD_KEY = "/etc/etcd/ca.crt", "/etc/etcd/server.crt", "/etc/etcd/server.key"
+AUTH_SCRIPT = "/etc/etcd/auth.sh"
 
 
 @dataclass
@@ -89,7 +91,38 @@ class EtcdModule(FleetModule):
 
     def depends_on(self, host: Host, fleet: Fleet) -> list[Host]:
         cluster = etcd_cluster(fleet)
-        return [m.host for m in cluster.members] if cluster else []
+        users = [fleet.hosts[ip] for u in fleet.board.read(DcsUser) for ip in u.hosts if ip in fleet.hosts]
+        return [m.host for m in cluster.members] + users if cluster else []
+
+    def _auth(self, host: Host, fleet: Fleet, cluster: EtcdCluster, me: EtcdMember, b: HostBundle) -> None:
+        """Authentication as Pigsty enables it: the root user (`etcd_root_password`), then one user per client
+        cluster published on the board (PGSQL's Patroni and vip-manager), each on its own key prefix."""
+        users: dict[str, DcsUser] = {}
+        for user in sorted(fleet.board.read(DcsUser), key=lambda u: (u.name, u.secret)):
+            users.setdefault(user.name, user)  # a Citus shard group shares one user
+        root = f"{cluster.name}/etcd_root_password"
+        for name, value in [
+            (root, host.params["etcd_root_password"]),
+            *((u.secret, u.password) for u in users.values()),
+        ]:
+            if any(c.isspace() for c in str(pick(name, value, b.overrides) or "")):
+                raise RenderError(f"{name}: etcdctl reads a password up to its first blank; choose one without blanks")
+        text = render(
+            "etcd/auth.sh.j2",
+            cluster=cluster.name,
+            member=me.name,
+            endpoint=f"https://127.0.0.1:{host.params['etcd_port']}",
+            ca=ETCD_CA,
+            cert=ETCD_CERT,
+            key=ETCD_KEY,
+            wait=120,
+            root_password=b.secret(root, host.params["etcd_root_password"]),
+            users=[
+                {"name": u.name, "prefix": u.prefix, "password": b.secret(u.secret, u.password)} for u in users.values()
+            ],
+        )
+        b.add(FileSpec(AUTH_SCRIPT, self.name, text, "shell", mode="0700", actions=[Action("etcd-auth")]))
+        b.check("shellcheck", AUTH_SCRIPT, where="build")
 
     def render(self, host: Host, fleet: Fleet, b: HostBundle) -> None:
         p = host.params
@@ -155,6 +188,8 @@ class EtcdModule(FleetModule):
         b.packages.update(host.platform.etcd_packages)
         b.users.add(OsUser("etcd", home=p["etcd_data"]))
         b.directories.add(Directory(p["etcd_data"], "etcd", "etcd", "0700"))
+        if me is cluster.members[-1]:  # started in the last wave: the whole cluster runs by then
+            self._auth(host, fleet, cluster, me, b)
         b.check("etcd", "/etc/etcd/etcd.conf", where="build")
         b.check("systemd", "/etc/systemd/system/etcd.service")
         b.info["etcd"] = {"cluster": cluster.name, "member": me.name, "seq": me.seq}

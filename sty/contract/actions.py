@@ -41,6 +41,9 @@ ACTIONS: dict[str, ActionSpec] = {
         ),
         ActionSpec("redis-cluster-create", "run", "create the native Redis cluster once all members run", "redis"),
         ActionSpec("minio-provision", "run", "create MinIO buckets, users and policies", "minio"),
+        ActionSpec(
+            "etcd-auth", "run", "keep etcd's root user, authentication and one user per PostgreSQL cluster", "etcd"
+        ),
     )
 }
 UNIT_ACTIONS = frozenset(name for name, spec in ACTIONS.items() if spec.takes_unit)

@@ -223,9 +223,14 @@ def patroni_config(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluste
     # as Pigsty: switchover, restart and reload through the API only from the admin node, the members and INFRA
     allow = {str(p["admin_ip"]), *(i.host.ip for i in cluster.instances), *(h.ip for h in fleet.group_hosts("infra"))}
     doc["restapi"]["allowlist"] = sort_hosts(a for a in allow if a and a != "None")
+    # as Pigsty: with TLS, the API serves the instance's certificate and patronictl checks it against the fleet CA
+    # (presenting its own); without, patronictl talks plain HTTP
+    tls = {"cacert": PG_CA, "certfile": "/pg/cert/server.crt", "keyfile": "/pg/cert/server.key"}
     if p["patroni_ssl_enabled"]:
-        doc["restapi"]["certfile"] = "/pg/cert/server.crt"
-        doc["restapi"]["keyfile"] = "/pg/cert/server.key"
+        doc["restapi"].update(tls, verify_client="none")
+        doc["ctl"] = {"insecure": False, **tls}
+    else:
+        doc["ctl"] = {"insecure": True}
     return doc
 
 

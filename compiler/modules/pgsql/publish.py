@@ -17,6 +17,7 @@ from typing import Any
 
 from ...contrib import (
     Datasource,
+    DcsUser,
     DnsName,
     DnsRecords,
     Once,
@@ -45,7 +46,18 @@ def publish(fleet: Fleet, model: PgsqlModel) -> None:
         vip = _vip_target(cluster)
         if vip:
             board.publish(MODULE, vip)
+        board.publish(MODULE, _dcs_user(cluster))
     board.publish(MODULE, *pgsql_listeners(fleet, model))
+
+
+def _dcs_user(cluster: PgCluster) -> DcsUser:
+    """Patroni's and vip-manager's etcd account: the cluster's scope (a Citus shard group shares one), read-write
+    on `<pg_namespace>/<scope>/`, its password `pg_etcd_password` or, as Pigsty, the scope itself."""
+    p = cluster.params()
+    prefix = f"{str(p['pg_namespace']).rstrip('/')}/{cluster.scope}/"
+    password = str(p.get("pg_etcd_password") or cluster.scope)
+    hosts = tuple(i.host.ip for i in cluster.instances)
+    return DcsUser(cluster.scope, prefix, f"{cluster.name}/pg_etcd_password", password, hosts)
 
 
 def _vip_target(cluster: PgCluster) -> ScrapeTarget | None:
