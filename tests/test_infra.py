@@ -326,7 +326,12 @@ def test_removing_pg_test_removes_exactly_its_contributions(tmp_path):
     }
     assert set(after) <= set(before)
     changed = {p for p in after if after[p] != before[p]}
-    assert changed == {"/etc/nginx/conf.d/home.conf", "/etc/grafana/provisioning/datasources/sty.yml", "manifest"}
+    assert changed == {  # and ETCD's authentication script: pg-test's etcd user is no longer kept
+        "/etc/nginx/conf.d/home.conf",
+        "/etc/grafana/provisioning/datasources/sty.yml",
+        "/etc/etcd/auth.sh",
+        "manifest",
+    }
     # the home server lost exactly the three HAProxy admin locations
     removed = [line for line in before["/etc/nginx/conf.d/home.conf"].splitlines(True)]
     for line in after["/etc/nginx/conf.d/home.conf"].splitlines(True):
@@ -390,7 +395,14 @@ def test_every_trio_infra_node_gets_the_full_fanin():
         # MinIO (HTTPS by default): the scheme travels with the target
         assert t[f"/infra/targets/minio/minio-{i}.yml"] == [
             {
-                "labels": {"__scheme__": "https", "cls": "minio", "ins": f"minio-{i}", "ip": ip},
+                "labels": {
+                    "__scheme__": "https",
+                    "cls": "minio",
+                    "flavor": "silo",
+                    "ins": f"minio-{i}",
+                    "instance": f"{ip}:9000",
+                    "ip": ip,
+                },
                 "targets": [f"{ip}:9000"],
             }
         ]
@@ -398,7 +410,7 @@ def test_every_trio_infra_node_gets_the_full_fanin():
     assert t["/infra/targets/ping/pgsql-pg-meta-vip.yml"][0]["targets"] == ["10.10.10.2"]
     assert t["/infra/targets/ping/node-pg-meta-vip.yml"][0]["targets"] == ["10.10.10.9"]
     jobs = {j["job_name"]: j for j in yaml.safe_load(nodes[0]["/infra/prometheus.yml"])["scrape_configs"]}
-    scraper = {"cert_file": "/etc/pki/infra-scrape.crt", "key_file": "/etc/pki/infra-scrape.key"}
+    scraper = {"cert_file": "/etc/pki/infra.crt", "key_file": "/etc/pki/infra.key"}
     assert jobs["minio"]["tls_config"] == {"ca_file": "/etc/pki/ca.crt", **scraper}
     records = nodes[0]["/etc/hosts.d/pgsql-pg-meta"]
     assert "10.10.10.2 pg-meta\n" in records  # pg_dns_target auto with a VIP: the VIP
@@ -509,10 +521,21 @@ def test_node_vip_and_minio_members_get_records_and_pings(tmp_path):
         for ip in ("10.10.10.21", "10.10.10.22")
     ]
     assert t["/infra/targets/minio/minio-2.yml"] == [
-        {"labels": {"cls": "minio", "ins": "minio-2", "ip": "10.10.10.22"}, "targets": ["10.10.10.22:9000"]}
+        {
+            "labels": {
+                "cls": "minio",
+                "flavor": "silo",
+                "ins": "minio-2",
+                "instance": "10.10.10.22:9000",
+                "ip": "10.10.10.22",
+            },
+            "targets": ["10.10.10.22:9000"],
+        }
     ]
     jobs = {j["job_name"]: j for j in yaml.safe_load(files["/infra/prometheus.yml"])["scrape_configs"]}
-    assert jobs["minio"]["metrics_path"] == "/minio/v2/metrics/cluster" and "tls_config" not in jobs["minio"]
+    assert jobs["minio"]["metrics_path"] == "/minio/metrics/v3" and "tls_config" not in jobs["minio"]
+    drop = {"source_labels": ["bucket"], "regex": ".+", "action": "drop"}  # as Pigsty: no per-bucket series
+    assert jobs["minio"]["metric_relabel_configs"] == [drop]
     assert t["/infra/targets/node/10.10.10.21.yml"][0]["labels"] == {
         "cls": "minio",
         "ins": "10.10.10.21",

@@ -569,10 +569,10 @@ def test_etcd_scrape_scheme_follows_what_etcd_publishes(monkeypatch, tmp_path):
     jobs = {j["job_name"]: j for j in built.yaml(INFRA, "/infra/prometheus.yml")["scrape_configs"]}
     assert jobs["etcd"]["tls_config"] == {  # etcd asks every client for a certificate: the scraper presents its own
         "ca_file": "/etc/pki/ca.crt",
-        "cert_file": "/etc/pki/infra-scrape.crt",
-        "key_file": "/etc/pki/infra-scrape.key",
+        "cert_file": "/etc/pki/infra.crt",
+        "key_file": "/etc/pki/infra.key",
     }
     scraper = next(c for c in built.yaml(INFRA, "manifest")["certificates"] if c["name"] == "infra-scrape")
-    assert (scraper["cert"], scraper["usage"]) == ("/etc/pki/infra-scrape.crt", "client")
+    assert (scraper["cert"], scraper["usage"]) == ("/etc/pki/infra.crt", "client")
     assert [g["labels"]["__scheme__"] for g in built.yaml(INFRA, "/infra/targets/etcd/etcd-1.yml")] == ["https"]
     assert "tls_config" not in jobs["pgsql"]

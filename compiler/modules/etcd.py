@@ -149,8 +149,6 @@ class EtcdModule(FleetModule):
             "quota-backend-bytes": 8 * 1024**3,
             "auto-compaction-mode": "periodic",
             "auto-compaction-retention": "24h",
-            "max-txn-ops": 10000,
-            "max-request-bytes": 10 * 1024 * 1024,
             "enable-v2": False,
             "enable-grpc-gateway": True,  # Patroni's etcd3 client speaks the v3 JSON gateway
             "logger": "zap",

@@ -27,7 +27,7 @@ SCRAPE_CONFIG = "/infra/prometheus.yml"
 # The fleet CA certificate the scrapers trust for HTTPS targets (issued by the CA module).
 CA_CERT = "/etc/pki/ca.crt"
 # the scraper's own certificate from the fleet CA, for targets that ask every TLS client for one (etcd, as Pigsty)
-SCRAPE_CERT, SCRAPE_KEY = "/etc/pki/infra-scrape.crt", "/etc/pki/infra-scrape.key"
+SCRAPE_CERT, SCRAPE_KEY = "/etc/pki/infra.crt", "/etc/pki/infra.key"  # Pigsty's names
 # The scrape jobs in the order the scrape config lists them, with their metrics path (None: the infra node's
 # exporter_metrics_path). A job some module publishes that is not listed is scraped at /metrics, after these.
 JOBS: tuple[tuple[str, str | None], ...] = (
@@ -37,7 +37,7 @@ JOBS: tuple[tuple[str, str | None], ...] = (
     ("pgsql", None),
     ("pgrds", None),  # this node's own pg_exporters of remote instances (pgrds.py), not a board job
     ("redis", "/scrape"),
-    ("minio", "/minio/v2/metrics/cluster"),
+    ("minio", "/minio/metrics/v3"),  # Pigsty 4.5's silo: the v3 API
 )
 
 
@@ -157,6 +157,8 @@ def scrape_config(host: Host, model: InfraModel) -> dict[str, Any]:
     for job in [j for j, _ in JOBS if j in jobs] + sorted(jobs - set(known) - {"ping"}):
         path = known.get(job, "/metrics") or str(p["exporter_metrics_path"])
         config: dict[str, Any] = {"job_name": job, "metrics_path": path, "file_sd_configs": _file_sd(job)}
+        if job == "minio":  # as Pigsty: v3's cluster usage series per bucket grow with the buckets; dropped
+            config["metric_relabel_configs"] = [{"source_labels": ["bucket"], "regex": ".+", "action": "drop"}]
         if job in https:  # some target of the job serves HTTPS with a certificate of the fleet CA
             config["tls_config"] = {"ca_file": CA_CERT, "cert_file": SCRAPE_CERT, "key_file": SCRAPE_KEY}
         configs.append(config)

@@ -63,9 +63,8 @@ Intentional differences from Pigsty v4.5, each for a reason:
 - `minio_safeguard`, `minio_rm_data` and `minio_rm_pkg` (Pigsty's minio_remove) are accepted and not used: sty
   removes the files it installed when they leave a bundle, never data or packages.
 
-Outside this module (INFRA's scrape job, compiler/modules/infra/victoria.py): Pigsty scrapes `/minio/metrics/v3`,
-drops samples that carry a `bucket` label and labels targets `flavor: silo`; sty's job reads
-`/minio/v2/metrics/cluster`, which Silo also serves with the same public auth type.
+INFRA's scrape job (compiler/modules/infra/victoria.py) reads `/minio/metrics/v3` and drops the per-bucket series, as
+Pigsty's does.
 """
 
 from __future__ import annotations
@@ -152,7 +151,9 @@ class MinioModule(FleetModule):
             p, ip, cls = m.host.params, m.host.ip, model.cluster_of[m.host.ip].name
             ins, name = instance(cls, m.seq), m.nodename
             tls = {"__scheme__": "https"} if p.get("minio_https") else {}
-            group = TargetGroup((addr(ip, p["minio_port"]),), labels_of(cls, ins, ip, **tls))
+            target = addr(ip, p["minio_port"])  # as Pigsty: the instance and the server's flavor label the series
+            flavor = str(p.get("minio_type") or "silo")
+            group = TargetGroup((target,), labels_of(cls, ins, ip, instance=target, flavor=flavor, **tls))
             ports = port_listeners(ip, MODULE, p, (("minio_port", "minio"), ("minio_admin_port", "minio console")))
             fleet.board.publish(MODULE, ScrapeTarget("minio", ins, (group,), ip), *ports)
             short, full, names, problems = dns.setdefault(cls, ([], [], [], []))

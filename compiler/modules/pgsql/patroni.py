@@ -81,7 +81,7 @@ def parameters(host: Host, cluster: PgCluster, profile: str) -> tuple[dict[str, 
     if "pg_cron" in str(p["pg_libs"]) and "cron.database_name" not in pg_params:
         pg_params["cron.database_name"] = str(p["pg_primary_db"])
     pg_params["hba_file"] = p["pg_hba_file"]
-    pg_params["unix_socket_directories"] = p["pg_localhost"]
+    pg_params["unix_socket_directories"] = f"{p['pg_localhost']}, /tmp"  # as Pigsty: /tmp for tools that look there
     pg_params["password_encryption"] = p["pg_pwd_enc"]
     # TLS as Pigsty: every instance has a certificate from the fleet CA, so `hostssl` rules and sslmode=require work
     pg_params.update(
@@ -99,14 +99,19 @@ def _bootstrap(p, timers: tuple[int, ...], dcs_params: dict[str, str], sync: boo
     no lag bound for the synchronous standby (-1), 30 s for a primary to stop in synchronous mode, and the crit
     template's strict synchronous mode (no write is acknowledged without a standby)."""
     ttl, loop, retry, start = timers
-    initdb: list[Any] = [
-        {"encoding": p["pg_encoding"]},
-        {"locale": p["pg_locale"]},
-        {"lc-collate": p["pg_lc_collate"]},
-        {"lc-ctype": p["pg_lc_ctype"]},
-    ]
+    initdb: list[Any] = []
+    version = int(p["pg_version"])
     if p["pg_checksum"]:
         initdb.append("data-checksums")
+    elif version >= 18:  # checksums became initdb's default in 18
+        initdb.append("no-data-checksums")
+    utf8 = str(p["pg_encoding"]).upper() in ("UTF8", "UTF-8")
+    if version >= 17 and utf8 and str(p["pg_locale"]).upper() in ("C", "C.UTF-8"):
+        # as Pigsty: PostgreSQL 17's builtin provider, whose C collation needs no libc and never changes
+        initdb += [{"encoding": p["pg_encoding"]}, {"locale-provider": "builtin"}, {"builtin-locale": p["pg_locale"]}]
+    else:
+        initdb += [{"encoding": p["pg_encoding"]}, {"locale": p["pg_locale"]}]
+    initdb += [{"lc-collate": p["pg_lc_collate"]}, {"lc-ctype": p["pg_lc_ctype"]}]
     return {
         "dcs": {
             "ttl": ttl,
@@ -119,6 +124,11 @@ def _bootstrap(p, timers: tuple[int, ...], dcs_params: dict[str, str], sync: boo
             "synchronous_mode": sync,
             "synchronous_mode_strict": strict,
             "failsafe_mode": True,
+            # Pigsty's metadata of the cluster, kept with its configuration
+            "pg_version": version,
+            "pg_cluster": p["pg_cluster"],
+            "pg_shard": p.get("pg_shard") or p["pg_cluster"],
+            "pg_group": int(p.get("pg_group") or 0),
             "postgresql": {
                 "use_pg_rewind": True,
                 "use_slots": True,
@@ -161,7 +171,7 @@ def _postgresql(host: Host, cluster: PgCluster, b: HostBundle, bin_dir: str, sup
         "remove_data_directory_on_rewind_failure": True,
         "remove_data_directory_on_diverged_timelines": False,
         "create_replica_methods": ["basebackup"],
-        "basebackup": [{"max-rate": "1000M"}, {"checkpoint": "fast"}],
+        "basebackup": [{"max-rate": "1000M"}, {"checkpoint": "fast"}, "verbose", "progress"],
         **patroni_pgbackrest(p, cluster),
     }
 
@@ -183,7 +193,14 @@ def patroni_config(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluste
         "scope": cluster.scope,
         "namespace": str(p["pg_namespace"]).rstrip("/") + "/",
         "name": inst.name,
-        "log": {"dir": p["patroni_log_dir"], "level": "INFO", "file_num": 4, "file_size": 33554432},  # as Pigsty
+        "log": {  # as Pigsty: 32 MiB files, 4 of them (16 for crit), second-precision timestamps
+            "dir": p["patroni_log_dir"],
+            "level": "INFO",
+            "file_num": 16 if profile == "crit" else 4,
+            "file_size": 33554432,
+            "dateformat": "%Y-%m-%d %H:%M:%S %z",
+            "format": "%(asctime)s %(levelname)s: %(message)s",
+        },
         "restapi": {
             "listen": f"{host.ip}:{p['patroni_port']}",  # as Pigsty: the node's address, not every interface
             "connect_address": f"{host.ip}:{p['patroni_port']}",
@@ -206,7 +223,7 @@ def patroni_config(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluste
         "bootstrap": _bootstrap(p, (ttl, loop, retry, start), dcs_params, sync, strict),
         "postgresql": _postgresql(host, cluster, b, bin_dir, superuser, pg_params),
         "watchdog": {
-            "mode": "off" if p["patroni_watchdog_mode"] in (False, "off") else p["patroni_watchdog_mode"],
+            "mode": _watchdog_mode(p["patroni_watchdog_mode"], profile),
             "device": "/dev/watchdog",
             "safety_margin": margin,
         },
@@ -232,6 +249,12 @@ def patroni_config(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluste
     else:
         doc["ctl"] = {"insecure": True}
     return doc
+
+
+def _watchdog_mode(mode: Any, profile: str) -> str:
+    """Pigsty's: `off` stays off, except on crit, which uses a watchdog whenever the node has one (automatic)."""
+    mode = "off" if mode in (False, "off", "false") else str(mode).lower()
+    return "automatic" if mode == "off" and profile == "crit" else mode
 
 
 def _tags(host: Host, inst: PgInstance, cluster: PgCluster, conf: str) -> dict[str, Any]:
