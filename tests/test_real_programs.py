@@ -258,7 +258,7 @@ def test_etcd_three_members_need_their_peers(tmp_path):
     host = rp.hosts_with("etcd")[0]
     text = rp.bundle_file(bundle(host), "/etc/etcd/etcd.conf").read_text()
     ips = ["10.10.10.10", "10.10.10.11", "10.10.10.12"]
-    cluster = ",".join(f"etcd-{i + 1}=http://{ip}:2380" for i, ip in enumerate(ips))
+    cluster = ",".join(f"etcd-{i + 1}=https://{ip}:2380" for i, ip in enumerate(ips))
     roots = {}
     for i, ip in enumerate(ips):
         conf = text.replace("10.10.10.10", ip).replace("name: etcd-1", f"name: etcd-{i + 1}")
