@@ -16,6 +16,7 @@ from conftest import render_fleet, shipped_inventory
 from test_pgsql_fidelity import citus_inventory
 
 from sty.apply.checks.util import StandinPki
+from sty.compiler.errors import InventoryError
 from sty.contract.formats import substitute
 
 AUTH = "/etc/etcd/auth.sh"
@@ -112,6 +113,8 @@ def test_a_password_etcdctl_cannot_read_is_refused(tmp_path: Path) -> None:
     """etcdctl reads a password from stdin up to the first blank: such a password would be cut, so build says so."""
     data = shipped_inventory()
     data["all"]["children"]["pg-test"]["vars"]["pg_etcd_password"] = "two words"
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(InventoryError) as caught:
         render_fleet(data, tmp_path)
-    assert "pg-test/pg_etcd_password" in str(caught.value) and "two words" not in str(caught.value)
+    (problem,) = caught.value.report.errors
+    assert "pg-test/pg_etcd_password: etcdctl reads a password up to its first blank" in problem.message
+    assert "two words" not in problem.message

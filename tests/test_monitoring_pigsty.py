@@ -77,13 +77,9 @@ def fleet_inventory() -> dict[str, Any]:
     return data
 
 
-Built = RenderedFleet
-build_data = render_fleet
-
-
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory) -> Built:
-    return build_data(fleet_inventory(), tmp_path_factory.mktemp("monitoring"))
+def fleet(tmp_path_factory) -> RenderedFleet:
+    return render_fleet(fleet_inventory(), tmp_path_factory.mktemp("monitoring"))
 
 
 def errors_of(data: dict[str, Any], tmp: Path) -> list[str]:
@@ -156,7 +152,7 @@ def pigsty_identity(p: Any, ip: str) -> tuple[str, str]:
     return str(p.get("nodename") or ip), str(p.get("node_cluster") or "nodes")
 
 
-def context(built: Built, ip: str) -> dict[str, Any]:
+def context(built: RenderedFleet, ip: str) -> dict[str, Any]:
     """A host's variables as Pigsty's tasks see them: sty's resolved parameters, its identity, hostvars."""
     p = built.params[ip]
     ctx = {key: p.get(key) for key in p}
@@ -181,7 +177,7 @@ def groups(text: str) -> set[tuple[tuple[tuple[str, str], ...], tuple[str, ...]]
 # ===================================================================================================================
 
 
-def sty_targets(built: Built, job: str) -> dict[str, str]:
+def sty_targets(built: RenderedFleet, job: str) -> dict[str, str]:
     prefix = f"/infra/targets/{job}/"
     return {p: t for p, t in built.files[INFRA].items() if p.startswith(prefix)}
 
@@ -270,7 +266,7 @@ def test_remote_targets_carry_pigsty_labels(fleet):
 # ===================================================================================================================
 
 
-def sty_sources(built: Built) -> dict[str, dict[str, Any]]:
+def sty_sources(built: RenderedFleet) -> dict[str, dict[str, Any]]:
     return {d["name"]: d for d in built.yaml(INFRA, DATASOURCES)["datasources"]}
 
 
@@ -311,7 +307,7 @@ def test_per_node_victoria_datasources_keep_pigsty_names_and_types(fleet):
 REGISTER = "render grafana datasource for {{ database.name | default(database) }}"
 
 
-def pigsty_pg_datasources(built: Built) -> dict[str, dict[str, Any]]:
+def pigsty_pg_datasources(built: RenderedFleet) -> dict[str, dict[str, Any]]:
     """The datasources Pigsty's pg_monitor registers for every instance (`postgres` plus pg_databases) and its
     pg_exporters role for every remote instance's pg_databases."""
     local = task("pg_monitor/tasks/register_grafana.yml", REGISTER)
@@ -479,7 +475,7 @@ def test_remote_exporters_follow_the_infra_nodes_own_parameters(tmp_path):
     infra["vars"].update(pg_exporter_exclude_database="template0", pg_exporter_options="--log.level=warn")
     infra["vars"]["pg_exporters"] = {20001: {**REMOTE[20001], "pg_exporter_options": "--log.level=debug"}}
     infra["vars"]["pg_exporters"][20002] = {**REMOTE[20002]}
-    files = build_data(data, tmp_path).files[INFRA]
+    files = render_fleet(data, tmp_path).files[INFRA]
     one, two = files["/etc/default/pg_exporter_pg-foo-1"], files["/etc/default/pg_exporter_pg-foo-2"]
     assert 'PG_EXPORTER_EXCLUDE_DATABASE="template0"' in one and 'PG_EXPORTER_EXCLUDE_DATABASE="template0"' in two
     assert "--log.level=debug" in one and "--log.level=warn" in two
@@ -509,7 +505,7 @@ def test_entries_that_cannot_be_rendered_are_errors_at_their_path(tmp_path, entr
 def test_pg_exporters_outside_infra_nodes_is_a_warning(tmp_path):
     data = shipped_inventory()
     data["all"]["children"]["pg-test"]["hosts"]["10.10.10.12"]["pg_exporters"] = copy.deepcopy(REMOTE)
-    built = build_data(data, tmp_path)
+    built = render_fleet(data, tmp_path)
     warnings = [p for p in built.report.problems if p.severity == "warning" and "pg_exporters" in p.path]
     assert [p.path for p in warnings] == ["all.children.pg-test.hosts.10.10.10.12.pg_exporters"]
     assert "10.10.10.12 is not one" in warnings[0].message
@@ -529,7 +525,7 @@ def test_each_infra_node_scrapes_its_own_remote_exporters(tmp_path):
     """As Pigsty: every infra node with the entries runs and scrapes them; Grafana gets each datasource once."""
     data = fleet_inventory()
     data["all"]["children"]["infra"]["hosts"]["10.10.10.11"] = {"infra_seq": 2}
-    built = build_data(data, tmp_path)
+    built = render_fleet(data, tmp_path)
     for ip in (INFRA, "10.10.10.11"):
         foo = groups(built.files[ip]["/infra/targets/pgrds/pg-foo.yml"])
         assert {targets for _, targets in foo} == {(f"{ip}:20001",), (f"{ip}:20002",)}
@@ -545,7 +541,7 @@ def test_each_infra_node_scrapes_its_own_remote_exporters(tmp_path):
 def test_etcd_scrape_scheme_follows_what_etcd_publishes(monkeypatch, tmp_path):
     """The etcd job follows what ETCD publishes (`__scheme__: https` since etcd speaks TLS, as Pigsty's): it trusts
     the fleet CA and presents the scraper's certificate, with nothing in INFRA naming etcd."""
-    built = build_data(shipped_inventory(), tmp_path / "http")
+    built = render_fleet(shipped_inventory(), tmp_path / "http")
     jobs = {j["job_name"]: j for j in built.yaml(INFRA, "/infra/prometheus.yml")["scrape_configs"]}
     plain = all(
         g["labels"].get("__scheme__", "http") == "http" for g in built.yaml(INFRA, "/infra/targets/etcd/etcd-1.yml")
@@ -565,7 +561,7 @@ def test_etcd_scrape_scheme_follows_what_etcd_publishes(monkeypatch, tmp_path):
         publish(self, module, *(https(r) for r in records))
 
     monkeypatch.setattr(Board, "publish", tls_etcd)
-    built = build_data(shipped_inventory(), tmp_path / "https")
+    built = render_fleet(shipped_inventory(), tmp_path / "https")
     jobs = {j["job_name"]: j for j in built.yaml(INFRA, "/infra/prometheus.yml")["scrape_configs"]}
     assert jobs["etcd"]["tls_config"] == {  # etcd asks every client for a certificate: the scraper presents its own
         "ca_file": "/etc/pki/ca.crt",

@@ -49,13 +49,9 @@ SENTINEL_EXTRAS = {"supervised", "loglevel", "sentinel monitor", "sentinel auth-
 pytestmark = pytest.mark.skipif(not (ROLE / "templates").is_dir(), reason=f"Pigsty's sources are not at {ROLE}")
 
 
-Demo = RenderedFleet
-build_demo = render_fleet
-
-
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Demo:
-    return build_demo(demo_inventory(), tmp_path_factory.mktemp("redis-pigsty"))
+def demo(tmp_path_factory) -> RenderedFleet:
+    return render_fleet(demo_inventory(), tmp_path_factory.mktemp("redis-pigsty"))
 
 
 def name_of(key: tuple[str, str, int, int]) -> str:
@@ -63,13 +59,13 @@ def name_of(key: tuple[str, str, int, int]) -> str:
     return f"{cluster}-{node}-{port}"
 
 
-def sty_file(demo: Demo, key, kind: str) -> str:
+def sty_file(demo: RenderedFleet, key, kind: str) -> str:
     """sty's config (kind `conf`) or unit (`unit`) of an instance, at the path Pigsty's tasks give it."""
     path = f"/etc/redis/{name_of(key)}.conf" if kind == "conf" else f"/etc/systemd/system/{name_of(key)}.service"
     return demo.files[key[0]][path]
 
 
-def pigsty_file(demo: Demo, key, template: str, **override: Any) -> str:
+def pigsty_file(demo: RenderedFleet, key, template: str, **override: Any) -> str:
     """Pigsty's template for an instance, rendered from the host's resolved parameters as Ansible would."""
     ip, _, _, port = key
     p = demo.params[ip]
@@ -128,7 +124,7 @@ def test_server_config_with_every_parameter_changed(tmp_path):
         redis_fs_main="/srv/redis",
         redis_password="",
     )
-    built = build_demo(data, tmp_path)
+    built = render_fleet(data, tmp_path)
     for key in (STANDALONE, REPLICA):
         ours = settings(sty_file(built, key, "conf"))
         theirs = settings(pigsty_file(built, key, "redis.conf"))
@@ -141,7 +137,7 @@ def test_empty_save_points_differ_as_documented(tmp_path):
     """`redis_rdb_save: []` disables snapshots in sty (`save ""`); Pigsty's template then writes no `save`."""
     data = demo_inventory()
     data["all"]["children"]["redis-ms"]["vars"]["redis_rdb_save"] = []
-    built = build_demo(data, tmp_path)
+    built = render_fleet(data, tmp_path)
     ours = settings(substitute(sty_file(built, STANDALONE, "conf"), built.secrets[STANDALONE[0]].__getitem__))
     theirs = settings(pigsty_file(built, STANDALONE, "redis.conf"))
     assert ours - theirs <= SERVER_EXTRAS | {("save", "")}
@@ -185,7 +181,7 @@ def test_scrape_targets_carry_pigsty_labels(tmp_path):
     """One file per redis node, `<cluster>-<node>.yml`; each instance scraped through its node's exporter with
     the labels Pigsty's scrape job gives it (cls, ins, ip, instance=<ip>:<port>)."""
     data = yaml.safe_load((CORPUS / "demo" / "redis.yml").read_text(encoding="utf-8"))
-    built = build_demo(data, tmp_path)
+    built = render_fleet(data, tmp_path)
     infra = built.files["10.10.10.10"]
     for ip, cluster, node, ports in (
         ("10.10.10.10", "redis-ms", 1, (6379, 6380)),
@@ -306,7 +302,7 @@ def serve(text: str, root: Path, password: str, sentinel: bool = False, cluster:
         stop(proc)  # SIGTERM, as systemd stops the unit: redis persists what its config says, then exits
 
 
-def make_dirs(demo: Demo, ip: str, root: Path) -> None:
+def make_dirs(demo: RenderedFleet, ip: str, root: Path) -> None:
     """The directories sty's manifest has the apply stage create, relocated under root."""
     for d in demo.manifest(ip)["directories"]:
         path = d["path"]
@@ -314,7 +310,7 @@ def make_dirs(demo: Demo, ip: str, root: Path) -> None:
             (root / "data" / "redis" / path[len("/data/redis") :].lstrip("/")).mkdir(parents=True, exist_ok=True)
 
 
-def both(demo: Demo, key) -> tuple[str, str, str]:
+def both(demo: RenderedFleet, key) -> tuple[str, str, str]:
     """(sty's config with secrets, Pigsty's config, the password) of an instance."""
     ip = key[0]
     password = demo.params[ip].get("redis_password") or ""
@@ -379,7 +375,7 @@ def test_empty_save_points_disable_snapshots(tmp_path):
     need("redis-server", "redis-cli")
     data = demo_inventory()
     data["all"]["children"]["redis-ms"]["vars"]["redis_rdb_save"] = []
-    built = build_demo(data, tmp_path)
+    built = render_fleet(data, tmp_path)
     ours, theirs, password = both(built, STANDALONE)
     saves = []
     for text, root in ((ours, tmp_path / "sty"), (theirs, tmp_path / "pigsty")):
@@ -389,7 +385,9 @@ def test_empty_save_points_disable_snapshots(tmp_path):
     assert saves == ["", "3600 1 300 100 60 10000"]
 
 
-def migrate(demo: Demo, key, tmp: Path, write: Callable[[Server], Any], read: Callable[[Server], Any]) -> tuple:
+def migrate(
+    demo: RenderedFleet, key, tmp: Path, write: Callable[[Server], Any], read: Callable[[Server], Any]
+) -> tuple:
     """An instance started from Pigsty's config writes; stopped; sty's config started on the same root reads."""
     ours, theirs, password = both(demo, key)
     root = tmp / "root"
@@ -427,7 +425,7 @@ def test_migrated_instance_finds_its_append_only_file(tmp_path):
     need("redis-server", "redis-cli")
     data = demo_inventory()
     data["all"]["children"]["redis-ms"]["vars"].update(redis_aof_enabled=True)
-    built = build_demo(data, tmp_path / "build")
+    built = render_fleet(data, tmp_path / "build")
 
     def write(s: Server) -> list[str]:
         for i in range(10):
