@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INV ?= pigsty.yml
 HOST ?=
 
-.PHONY: build check diff test system-packages unit lint lint-code lint-imports outputs-check bench clean venv testbed testbed-down apply e2e
+.PHONY: build check diff test system-packages unit lint lint-code lint-imports outputs-check bench clean venv testbed testbed-down apply e2e faults
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,10 @@ apply: $(VENV)/.installed
 
 e2e: $(VENV)/.installed
 	$(PY) -m pytest -q -m e2e
+
+# day-2 operations and faults on the testbed, one line of figures per scenario (part of `make test`)
+faults: $(VENV)/.installed
+	$(PY) -m pytest -q -m faults
 
 bench: $(VENV)/.installed
 	$(PY) tests/bench.py

@@ -91,14 +91,15 @@ class Bundle:
         return {e.path: files[e.path] for e in entries}  # what the manifest now lists, nothing more
 
 
-def bundle_hosts(outdir: Path) -> list[str]:
-    return discover(outdir)
+def bundle_hosts(outdir: Path, retired: bool = False) -> list[str]:
+    return discover(outdir, retired=retired)
 
 
-def select_hosts(outdir: Path, target: str | None) -> list[str]:
-    """TARGET from the manifests alone: addresses, groups, cluster names, or all (comma-separated)."""
+def select_hosts(outdir: Path, target: str | None, retired: bool = False) -> list[str]:
+    """TARGET from the manifests alone: addresses, groups, cluster names, or all (comma-separated). With
+    `retired`, hosts that left the inventory answer to their address and former groups (apply cleans them)."""
     index = {}
-    for ip in bundle_hosts(outdir):
+    for ip in bundle_hosts(outdir, retired):
         try:
             index[ip] = read_manifest(outdir / f"{ip}.yml")[0].target_names()
         except ManifestError as exc:  # invalid input, like a bad inventory: exit 2

@@ -1,7 +1,8 @@
 """`sty apply --check`: what an apply would change on each host, read from the host without changing it.
 
 Per file, a unified diff of the live content against the bundle's (secrets masked on both sides), owner
-and mode differences, and files a previous apply installed that the bundle no longer has.
+and mode differences, and files a previous apply installed that the bundle no longer has; per module that
+the host's record lists and its manifest does not (retired hosts included), the removal an apply would make.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from sty.contract.formats import mask
 from sty.contract.store import read_store
 
+from . import remove as R
 from .bundle import ApplyError, Bundle, select_hosts
 from .remote import AGENT, Remote, RemoteError, SshOptions
 
@@ -27,7 +29,7 @@ def _live_state(bundle: Bundle, remote: Remote) -> tuple[dict, dict]:
     return answer["files"], answer.get("record") or {}
 
 
-def _host_drift(bundle: Bundle, remote: Remote, values: dict[str, str]) -> list[str]:
+def _host_drift(bundle: Bundle, remote: Remote, values: dict[str, str], order: list[str]) -> list[str]:
     ip, diffs = bundle.ip, []
     desired = bundle.desired(values)
     live, record = _live_state(bundle, remote)
@@ -60,8 +62,11 @@ def _host_drift(bundle: Bundle, remote: Remote, values: dict[str, str]) -> list[
     wanted = {f.path for f in bundle.manifest.files}
     # signed at apply time (their content is the CA's, not the bundle's): still the bundle's files
     wanted |= {p for c in bundle.manifest.certificates for p in (c.cert, c.key)} | set(bundle.manifest.trust)
-    for path in sorted(set(record.get("files", {})) - wanted):
+    removals = R.plan_removals({ip: record}, {ip: bundle.manifest}, order)
+    going = {path for removal in removals for path in removal.paths}
+    for path in sorted(set(record.get("files", {})) - wanted - going):
         diffs.append(f"{ip}:{path}: applied before, no longer in the bundle (would be removed)\n")
+    diffs += [f"{ip}: pending removal: {removal.summary()}\n" for removal in removals]
     return diffs
 
 
@@ -71,11 +76,13 @@ def check_drift(outdir: Path, target: str | None, ssh: SshOptions | None = None)
     ssh = ssh or SshOptions.from_env()
     values = read_store(outdir)
     diffs, errors = [], []
-    for ip in select_hosts(outdir, target):
-        bundle = Bundle.load(outdir, ip)
+    bundles = [Bundle.load(outdir, ip) for ip in select_hosts(outdir, target, retired=True)]
+    order = R.declared_order(b.manifest for b in bundles)
+    for bundle in bundles:
+        ip = bundle.ip
         remote = Remote.from_manifest(bundle.manifest, ssh)
         try:
-            diffs += _host_drift(bundle, remote, values)
+            diffs += _host_drift(bundle, remote, values, order)
         except (RemoteError, ApplyError, ValueError, KeyError) as exc:
             errors.append(f"{ip}: {exc}")
         finally:

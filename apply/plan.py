@@ -136,7 +136,14 @@ def plan_steps(
     removed_units = [e["path"].rsplit("/", 1)[1] for e in removed if _is_unit_file(e["path"])]
     steps += [Step("stop", u) for u in removed_units]
 
-    actions = [a for change in installed for a in change.entry.actions]
+    # an action whose spec says it is not due on a first install (a rolling restart: a freshly started
+    # PostgreSQL already runs with the file's settings) is left out for files the host does not have yet
+    actions = [
+        a
+        for change in installed
+        for a in change.entry.actions
+        if change.reasons != ("new",) or getattr(a.spec, "on_first_install", True)
+    ]
     if (
         any(a.action == "daemon-reload" for a in actions)
         or removed_units

@@ -131,9 +131,11 @@ class Remote:
             raise RemoteError(f"{self.address}: `{command}` exited {result.exited}: {said}")
         return result
 
-    def agent(self, operation: str, request: dict) -> dict:
-        """Run the staged agent with a JSON request; its JSON answer, or RemoteError with its message."""
-        result = self.run(f"python3 {REMOTE_ROOT}/stage/agent.py {operation}", stdin=json.dumps(request), check=False)
+    def agent(self, operation: str, request: dict, staged: bool = True) -> dict:
+        """Run the staged agent with a JSON request; its JSON answer, or RemoteError with its message. Unstaged,
+        the agent is sent in the command line (reading a host before anything is written to it)."""
+        program = f"{REMOTE_ROOT}/stage/agent.py" if staged else f"-c {shlex.quote(AGENT.read_text())}"
+        result = self.run(f"python3 {program} {operation}", stdin=json.dumps(request), check=False)
         try:
             answer = json.loads(result.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):

@@ -3,8 +3,11 @@
 Reads only the bundle directory (manifests and files), the secret store and the CA; never the
 inventory. Per host and module phase: stage (substituted files + agent, rsync), host checks on the
 staged files, install changed files with backups, activate, health-check, and on failure restore the
-backups, re-activate and stop with the program's own error. A record on each host says what was
-applied, so the next run (and `--check`) can see drift and files to remove.
+backups, re-activate and stop with the program's own error. Steps a module defers (a rolling restart) run
+after every wave of the phase succeeded, one host at a time. A record on each host says what was
+applied, so the next run (and `--check`) can see drift and files to remove. Modules the record lists and the
+manifest does not (a host that left a cluster, or the inventory) are removed after every phase, once confirmed
+(apply/remove.py).
 """
 
 from __future__ import annotations
@@ -14,16 +17,21 @@ import shlex
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sty import contract
+from sty.contract.exits import UsageError
 from sty.contract.store import read_store
 
 from . import plan as P
+from . import remove as R
 from .bundle import CA_PATH, ApplyError, Bundle, Signer, select_hosts
-from .handlers import action_handler, waves
+from .handlers import action_handler, member_name, removal_hooks, together_when_new, waves
+from .phase import run_phase, split_deferred
 from .remote import AGENT, REMOTE_ROOT, Remote, RemoteError, SshOptions
 
 __all__ = ["ApplyError", "ApplyResult", "Bundle", "HostRun", "Printer", "apply", "select_hosts"]
@@ -68,6 +76,9 @@ class HostRun:
     staged: bool = False
     applied: dict[str, dict] = field(default_factory=dict)
     changed_any: bool = False
+    deferred: dict[str, list[P.Step]] = field(default_factory=dict)  # per module: steps for after the phase
+    removing: frozenset[str] = frozenset()  # while a module is removed: every host it is removed from now
+    kept: dict[str, Any] = field(default_factory=dict)  # what a module's before_remove leaves for after_remove
 
     @property
     def ip(self) -> str:
@@ -131,6 +142,12 @@ class HostRun:
         answer = self.remote.agent("ensure", {"users": users, "directories": directories})
         if answer["changed"]:
             self.log("created " + ", ".join(answer["changed"]))
+
+    def read_record(self) -> dict | None:
+        """The record of the previous apply, read before anything is written to the host (the agent goes in the
+        command line), so that what would be removed is known, and confirmed, before any phase runs."""
+        record = self.remote.agent("inspect", {"files": []}, staged=False).get("record")
+        return record if isinstance(record, dict) else None
 
     def inspect(self) -> None:
         files = [{"path": f.path, "kind": f.kind} for f in self.manifest.files]
@@ -202,7 +219,8 @@ class HostRun:
                 )
             if plan.remove:
                 self.remote.agent("remove", {"run_id": f"{self.run_id}-{module}", "files": plan.remove})
-            for step in plan.steps:
+            now, later = split_deferred(plan.steps)
+            for step in now:
                 self._activate(step, module)
             self.health(module)
             self.log(f"{module}: done in {time.monotonic() - started:.1f}s")
@@ -210,7 +228,23 @@ class HostRun:
             self._rollback(module, plan)
             raise ApplyError(f"{self.ip}: {module}: {exc}") from None
         self._remember(module)
+        if later:
+            self.deferred[module] = later
+            self.log(f"{module}: {', '.join(map(str, later))} waits until every host of the phase has its files")
         return plan
+
+    def run_deferred(self, step: P.Step, module: str) -> None:
+        """A deferred step: the files are installed and healthy, so a failure rolls nothing back."""
+        started = time.monotonic()
+        self.log(f"{module}: {step} started")
+        try:
+            self._activate_step(step, module)
+        except (RemoteError, ApplyError) as exc:
+            raise ApplyError(
+                f"{self.ip}: {module}: {step} failed on {member_name(self.manifest, module)}: {exc}; nothing was "
+                f"rolled back: the new files are in place and the cluster keeps running with the change pending"
+            ) from None
+        self.log(f"{module}: {step} done in {time.monotonic() - started:.1f}s")
 
     def _remember(self, module: str) -> None:
         for entry in self.manifest.files_of(module):
@@ -219,6 +253,10 @@ class HostRun:
                 "kind": entry.kind,
                 "sha256": P.sha256(self.desired[entry.path]),
             }
+            # the units that read the file, for its removal to reload them (HAProxy and its conf.d)
+            readers = sorted({a.unit for a in entry.actions if a.action in ("reload", "restart") and a.unit})
+            if readers:
+                self.applied[entry.path]["reload"] = readers
 
     def _activate(self, step: P.Step, module: str) -> None:
         try:
@@ -293,8 +331,11 @@ class HostRun:
             self.remote.agent("restore", {"run_id": f"{self.run_id}-{module}"})  # only this phase's changes
             self.remote.run("systemctl daemon-reload", check=False)
             for step in plan.steps:
-                if step.unit and step.kind in ("start", "restart", "reload"):
-                    self.remote.run(f"systemctl restart {shlex.quote(step.unit)}", check=False)
+                unit = shlex.quote(step.unit or "")
+                if step.unit and step.kind == "start":  # it was not running before this phase: nor is it now
+                    self.remote.run(f"systemctl disable --now {unit}", check=False)
+                elif step.unit and step.kind in ("restart", "reload"):
+                    self.remote.run(f"systemctl restart {unit}", check=False)
         except RemoteError as exc:
             self.log(f"rollback incomplete: {exc}")
 
@@ -304,8 +345,56 @@ class HostRun:
             p: e for p, e in previous.items() if e.get("module") not in {x["module"] for x in self.applied.values()}
         }
         files.update(self.applied)
-        record = {"bundle": self.bundle.digest, "address": self.ip, "files": dict(sorted(files.items()))}
+        self._record(files)
+
+    def _record(self, files: dict[str, dict]) -> None:
+        record: dict[str, Any] = {"bundle": self.bundle.digest, "address": self.ip}
+        record["files"] = dict(sorted(files.items()))
+        if self.manifest.retired:
+            record["retired"] = True  # with no files left: the host is clean
         self.remote.agent("record", {"record": record})
+        self.record = record
+
+    # removing a module the manifest no longer lists ---------------------------------------------
+    def remove_module(self, removal: R.Removal) -> None:
+        """The module's before_remove hook, then stop and disable its units, remove its recorded files (the agent
+        backs them up), daemon-reload, reload the kept units that read them, the after_remove hook; then drop the
+        files from the record. Nothing is rolled back: the removal was confirmed, and a failure names the step."""
+        module, started = removal.module, time.monotonic()
+        before, after = removal_hooks(module)
+        backups = f"{REMOTE_ROOT}/backup/{self.run_id}-remove-{module}"
+        self.log(f"{module}: {removal.summary()}")
+        try:
+            self.stage()  # a retired host gets the agent, and nothing else
+            if before is not None:
+                before(self, module)
+            for unit in removal.units:
+                self.remote.run(f"systemctl disable --now {shlex.quote(unit)}", check=False)
+            still = [u for u, up in self.active(list(removal.units)).items() if up]
+            if still:
+                raise ApplyError(f"{', '.join(still)} still running after systemctl disable --now")
+            if removal.files:
+                self.remote.agent("remove", {"run_id": f"{self.run_id}-remove-{module}", "files": list(removal.files)})
+            self.remote.run("systemctl daemon-reload")
+            for unit in removal.reloads:
+                if self.active([unit])[unit]:
+                    self.remote.run(f"systemctl reload-or-restart {shlex.quote(unit)}")
+            if after is not None:
+                after(self, module)
+        except (RemoteError, ApplyError) as exc:
+            raise ApplyError(
+                f"{self.ip}: removing {module}: {exc} (files removed are backed up in {backups})"
+            ) from None
+        files = (self.record or {}).get("files") or {}
+        self._record({p: e for p, e in files.items() if p not in removal.paths})
+        self.changed_any = True
+        self.log(f"{module}: removed in {time.monotonic() - started:.1f}s; the files are backed up under {backups}")
+
+    def active(self, units: list[str]) -> dict[str, bool]:
+        if not units:
+            return {}
+        states = self.remote.run(f"systemctl is-active {' '.join(map(shlex.quote, units))}", check=False).stdout.split()
+        return {u: i < len(states) and states[i] in ("active", "activating", "reloading") for i, u in enumerate(units)}
 
 
 # -- the fleet ------------------------------------------------------------------------------------
@@ -331,6 +420,45 @@ class Printer:
             print(f"[{host}] {message}", flush=True)
 
 
+def _all_new(module: str, plan_waves: list[list[str]], runs: dict[str, HostRun]) -> bool:
+    """No member of the phase runs any of the module's units yet (a cluster being created)."""
+    for ip in (ip for wave in plan_waves for ip in wave):
+        units = runs[ip].manifest.units_of(module)
+        try:
+            if any(runs[ip].running(units).values()):
+                return False
+        except RemoteError:
+            return False  # the phase itself will say what is wrong with the host
+    return True
+
+
+# shown the removals a run would make (hosts in address order); says whether to go on
+Confirm = Callable[[list[R.Removal]], bool]
+
+
+def plan_removals(
+    runs: dict[str, HostRun], pool: ThreadPoolExecutor, log: Callable[[str, str], None]
+) -> tuple[list[R.Removal], list[str], set[str]]:
+    """Read every host's record (in parallel, writing nothing) and decide what would be removed. A retired host
+    that cannot be read is a failure naming it; another host's is left to its first phase, which reports it.
+    Returns the removals, the failures and the hosts that failed."""
+    futures = {ip: pool.submit(run.read_record) for ip, run in runs.items()}
+    records: dict[str, dict | None] = {}
+    failures: list[str] = []
+    failed: set[str] = set()
+    for ip, fut in futures.items():
+        try:
+            records[ip] = fut.result()
+        except (RemoteError, ApplyError) as exc:
+            if runs[ip].manifest.retired:
+                failures.append(f"{ip}: the retired host cannot be reached, so nothing was removed from it: {exc}")
+                failed.add(ip)
+                log(ip, f"FAILED: {failures[-1]}")
+    manifests = {ip: run.manifest for ip, run in runs.items()}
+    order = R.declared_order(manifests.values())
+    return R.plan_removals(records, manifests, order), failures, failed
+
+
 def apply(
     outdir: Path,
     target: str | None,
@@ -338,18 +466,21 @@ def apply(
     ssh: SshOptions | None = None,
     log: Printer | None = None,
     sign: Signer | None = None,
+    confirm: Confirm | None = None,
 ) -> ApplyResult:
+    """Every phase on the hosts of TARGET (retired hosts included), then the removals `confirm` accepted (None:
+    accepted); a refusal raises UsageError before anything changed on any host."""
     outdir = Path(outdir)
     ssh = ssh or SshOptions.from_env()
     log = log or Printer()
     values = read_store(outdir)
     run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{int(time.time() * 1000) % 1000:03d}"
-    hosts = select_hosts(outdir, target)
+    hosts = select_hosts(outdir, target, retired=True)
     bundles = {ip: Bundle.load(outdir, ip) for ip in hosts}
     runs = {
         ip: HostRun(b, Remote.from_manifest(b.manifest, ssh), values, run_id, log, sign) for ip, b in bundles.items()
     }
-    phases = P.phases({ip: b.manifest for ip, b in bundles.items()})
+    phases = P.phases({ip: b.manifest for ip, b in bundles.items() if not b.manifest.retired})
     failures: list[str] = []
     failed: set[str] = set()
 
@@ -363,28 +494,38 @@ def apply(
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            removals, dark, unreachable = plan_removals(runs, pool, log)
+            if removals and confirm is not None and not confirm(removals):
+                raise UsageError("the removals were not confirmed; nothing was changed")
             for phase in phases:
                 manifests = {ip: b.manifest for ip, b in bundles.items() if ip not in failed}
-                for wave in waves(phase, manifests):
 
-                    def one(ip: str, phase=phase) -> None:
-                        run = runs[ip]
-                        first_touch(run)
-                        run.apply_module(phase)
+                def one(ip: str, phase=phase) -> None:
+                    run = runs[ip]
+                    first_touch(run)
+                    run.apply_module(phase)
 
-                    futures = {ip: pool.submit(one, ip) for ip in wave}
-                    for ip, fut in futures.items():
-                        try:
-                            fut.result()
-                        except (ApplyError, RemoteError) as exc:
-                            failures.append(str(exc))
-                            failed.add(ip)
-                            log(ip, f"FAILED: {exc}")
+                plan_waves = waves(phase, manifests)
+                if len(plan_waves) > 1 and together_when_new(phase) and _all_new(phase, plan_waves, runs):
+                    plan_waves = [[ip for wave in plan_waves for ip in wave]]
+                said, lost = run_phase(phase, plan_waves, lambda ip, f=one: pool.submit(f, ip), runs, log)
+                failures += said
+                failed |= lost
                 if failures:
                     break
         for ip, run in runs.items():
             if ip not in failed and run.staged:
                 run.write_record()
+        if removals and failures:
+            for removal in removals:
+                log(removal.host, f"{removal.module}: not removed: a phase failed, so other hosts may still use it")
+        elif removals:
+            said, lost = R.run_removals(removals, runs, log)
+            failures += said
+            failed |= lost
+        failures += dark
+        for ip, run in runs.items():
+            if ip not in failed | unreachable and (run.staged or run.manifest.retired):
                 log(ip, "changed" if run.changed_any else "no change")
     finally:
         for run in runs.values():

@@ -7,6 +7,8 @@ stands in for it when the state is gone, e.g. in a fresh clone of a repository w
 
 A build holds `.sty/<outdir>/lock` from reading the state to writing it, so that concurrent builds
 into one directory run one after the other instead of interleaving their files and cache records.
+
+A host gone from the inventory keeps a retirement manifest (compiler/retire.py) so that apply can clean it.
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from sty.contract.actions import ACTIONS
 from sty.contract.exits import UsageError
+from sty.contract.manifest import MAX_MANIFEST_BYTES
 
 from .errors import InventoryError, Report
 from .manifest import manifest_text
+from .modules import all_modules
 from .pipeline import Compiled, input_digest, render_host, resolve_target
 from .render import RenderError
+from .retire import IMPACT, retirement_tree, was_retired
 from .schema import code_digest
 from .secrets import read_store, store_dir, write_store
 from .writer import (
@@ -54,6 +61,8 @@ class Rendered:
     trees: dict[str, dict[str, bytes]] = field(default_factory=dict)  # ip -> rel path -> content
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # ip -> name -> value
     actions: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # ip -> rel -> actions
+    pins: dict[str, dict[str, Any]] = field(default_factory=dict)  # ip -> "module.key" -> pinned identity value
+    identity: dict[str, dict[str, Any]] = field(default_factory=dict)  # ip -> the manifest's identity
     skipped: list[str] = field(default_factory=list)
 
 
@@ -80,6 +89,13 @@ def render_targets(compiled: Compiled, targets: list[str], skip: set[str] | None
         out.trees[ip] = tree
         out.secrets[ip] = bundle.secrets
         out.actions[ip] = acts
+        out.identity[ip] = bundle.info
+        out.pins[ip] = {
+            f"{m.name}.{key}": bundle.info[m.name].get(key)
+            for m in all_modules()
+            if m.pinned and m.name in bundle.info
+            for key in m.pinned
+        }
     _check_secret_conflicts(compiled, out, report)
     if report.errors:
         raise InventoryError(report)
@@ -103,7 +119,7 @@ def _state_path(outdir: Path) -> Path:
     return store_dir(outdir) / "state.json"
 
 
-def _read_state(outdir: Path) -> dict | None:
+def read_state(outdir: Path) -> dict | None:
     """The incremental state, {} when unreadable, None when there is none (sty never built here)."""
     try:
         fd = open_private(store_dir(outdir), "state.json", os.O_RDONLY)
@@ -178,19 +194,30 @@ def _map(fn, items: list) -> list:
         return list(pool.map(fn, items))
 
 
-def _write_all(tree: Tree, trees: dict[str, dict[str, bytes]], gone: list[str], old_hosts: dict) -> WriteStats:
-    """Read every affected host's current files first (a hostile entry is refused before anything is
-    written), then write, then remove what sty recorded writing for hosts no longer produced."""
+def _write_all(
+    tree: Tree, trees: dict[str, dict[str, bytes]], gone: list[str], old_hosts: dict
+) -> tuple[WriteStats, dict[str, dict[str, bytes]]]:
+    """Read every affected host's current files first (a hostile entry or a manifest that cannot be retired is
+    refused before anything is written), then write, then, for hosts no longer produced, remove what sty recorded
+    writing except their retirement manifests. Returns the stats and those manifests (ip -> tree)."""
     ips = sorted(trees) + gone
     current: dict[str, dict[str, Found]] = dict(
         zip(ips, _map(lambda ip: host_tree(tree.outdir, ip, tree), ips), strict=True)
     )
 
     def owned(ip: str) -> set[str]:
-        return set(old_hosts.get(ip, {}).get("files", {})) | manifest_files(ip, current[ip].get(f"{ip}.yml"))
+        entry = old_hosts.get(ip)
+        recorded = entry.get("files", {}) if isinstance(entry, dict) else {}
+        return set(recorded) | manifest_files(ip, current[ip].get(f"{ip}.yml"))
 
+    retiring = {ip: retirement_tree(tree.outdir, ip, current[ip], owned(ip)) for ip in gone}
     results = _map(lambda ip: write_host(tree, ip, trees[ip], current[ip], owned(ip)), sorted(trees))
-    results += [remove_host(tree, current[ip], owned(ip)) for ip in gone]
+    results += [
+        write_host(tree, ip, retiring[ip], current[ip], owned(ip))
+        if retiring[ip]
+        else remove_host(tree, current[ip], owned(ip))
+        for ip in gone
+    ]
     for rel in tree.stale:  # the build lock is held: no other sty writes here now
         tree.remove(rel)
     stats = WriteStats()
@@ -199,7 +226,7 @@ def _write_all(tree: Tree, trees: dict[str, dict[str, bytes]], gone: list[str], 
         stats.removed += one.removed
         stats.unchanged += one.unchanged
         stats.stamps.update(one.stamps)
-    return stats
+    return stats, {ip: files for ip, files in retiring.items() if files}
 
 
 @dataclass
@@ -210,13 +237,19 @@ class BuildResult:
     hosts: int
 
 
-def build(compiled: Compiled, outdir: Path, target: str | None = None, use_cache: bool = True) -> BuildResult:
+def build(
+    compiled: Compiled,
+    outdir: Path,
+    target: str | None = None,
+    use_cache: bool = True,
+    allow_upgrade: bool = False,
+) -> BuildResult:
     """Render what changed and write it, holding the output directory's lock throughout."""
     targets = resolve_target(compiled.fleet, target)
     whole = target in (None, "", "all")
     check_output_dir(outdir, compiled.fleet.inventory.source)
     with locked(store_dir(outdir), outdir, LOCK_TIMEOUT):
-        state = _read_state(outdir)
+        state = read_state(outdir)
         if state is None and outdir.is_dir():
             with Tree(outdir) as tree:
                 _refuse_foreign(tree)
@@ -236,11 +269,13 @@ def build(compiled: Compiled, outdir: Path, target: str | None = None, use_cache
         rendered = render_targets(
             compiled, targets, skip
         )  # before the output directory is made: an error writes nothing
+        if not allow_upgrade:
+            refuse_pin_changes(compiled, rendered, outdir, old_hosts)
         with Tree(outdir) as tree:
             gone = sorted(existing_hosts(outdir) - set(compiled.fleet.hosts)) if whole else []
-            stats = _write_all(tree, rendered.trees, gone, old_hosts)
+            stats, retired = _write_all(tree, rendered.trees, gone, old_hosts)
         _save_secrets(outdir, rendered, old_hosts, whole)
-        _save_state(outdir, rendered, old_hosts, digests, stats, whole)
+        _save_state(outdir, rendered, old_hosts, digests, stats, whole, retired)
     return BuildResult(stats, len(rendered.trees), len(rendered.skipped), len(targets))
 
 
@@ -258,11 +293,20 @@ def _save_secrets(outdir: Path, rendered: Rendered, old_hosts: dict, whole: bool
 
 
 def _save_state(
-    outdir: Path, rendered: Rendered, old_hosts: dict, digests: dict[str, str], stats: WriteStats, whole: bool
+    outdir: Path,
+    rendered: Rendered,
+    old_hosts: dict,
+    digests: dict[str, str],
+    stats: WriteStats,
+    whole: bool,
+    retired: dict[str, dict[str, bytes]],
 ) -> None:
     """Record what this build put in place (the stamps of the files it wrote or found identical) and
-    nothing else: a stamp taken later could describe another writer's file."""
+    nothing else: a stamp taken later could describe another writer's file. A retired host's entry has no
+    input digest (it is never skipped as unchanged) and records its retirement manifest as sty's."""
     new_hosts = {} if whole else dict(old_hosts)
+    for ip, tree in retired.items():
+        new_hosts[ip] = {"retired": True, "files": {rel: stats.stamps[rel] for rel in sorted(tree)}}
     for ip in rendered.skipped:
         new_hosts[ip] = old_hosts[ip]
     for ip, tree in rendered.trees.items():
@@ -270,8 +314,14 @@ def _save_state(
             "inputs": digests[ip],
             "files": {rel: stats.stamps[rel] for rel in sorted(tree)},
             "secrets": sorted(rendered.secrets[ip]),
+            "pins": rendered.pins[ip],
         }
-    text = json.dumps({"hosts": dict(sorted(new_hosts.items()))}, sort_keys=True)
+    write_state(outdir, new_hosts)
+
+
+def write_state(outdir: Path, hosts: dict) -> None:
+    """The incremental state, rewritten only when it changes (a no-op build touches nothing)."""
+    text = json.dumps({"hosts": dict(sorted(hosts.items()))}, sort_keys=True)
     path = _state_path(outdir)
     try:
         same = path.is_file() and not path.is_symlink() and path.read_text() == text
@@ -292,45 +342,147 @@ class DiffResult:
         return bool(self.diffs)
 
 
-def diff(compiled: Compiled, outdir: Path, target: str | None = None) -> DiffResult:
+def diff(compiled: Compiled, outdir: Path, target: str | None = None, allow_upgrade: bool = False) -> DiffResult:
     """What a build would change, file by file. A file sty did not write is not a change (a build leaves it
     where it is and apply never ships it): it is listed apart, so the reviewer knows it is not part of the bundle."""
     targets = resolve_target(compiled.fleet, target)
     rendered = render_targets(compiled, targets)
-    old_hosts = (_read_state(outdir) or {}).get("hosts", {})
+    old_hosts = (read_state(outdir) or {}).get("hosts", {})
     old_hosts = old_hosts if isinstance(old_hosts, dict) else {}
+    if not allow_upgrade:
+        refuse_pin_changes(compiled, rendered, outdir, old_hosts)
     result = DiffResult([], {})
     for ip in targets:
         desired = rendered.trees[ip]
         current = host_contents(outdir, ip)
         owned = _owned(ip, old_hosts, current)
         actions: set[str] = set()
-        changed_files = 0
-        for rel in sorted(set(desired) | set(current)):
-            old, new = current.get(rel), desired.get(rel)
-            if old == new:
-                continue
-            if new is None and rel not in owned:
-                result.foreign.setdefault(ip, []).append(rel)
-                continue
-            changed_files += 1
-            result.diffs.append(unified(rel, old, new))
-            actions.update(rendered.actions[ip].get(rel, []))
+        changed = _diff_files(ip, current, desired, owned, result)
+        for rel in changed:
+            for name in rendered.actions[ip].get(rel, []):
+                actions.add(_plan_name(name, rendered.identity.get(ip, {}), current.get(rel), desired.get(rel)))
+        changed_files = len(changed)
         if changed_files:
             shown = sorted(a for a in actions if a != "none") or ["no activation"]
             result.impact[ip] = [f"{changed_files} file(s) change", *shown]
     if target in (None, "", "all"):
         for ip in sorted(existing_hosts(outdir) - set(compiled.fleet.hosts)):
-            current = host_contents(outdir, ip)
-            owned = _owned(ip, old_hosts, current)
-            for rel, old in sorted(current.items()):
-                if rel in owned:
-                    result.diffs.append(unified(rel, old, None))
-                else:
-                    result.foreign.setdefault(ip, []).append(rel)
-            if owned & set(current):
-                result.impact[ip] = ["host removed from the inventory: its bundle would be deleted"]
+            _diff_gone(outdir, ip, old_hosts, result)
     return result
+
+
+def _diff_files(
+    ip: str, current: dict[str, bytes], desired: dict[str, bytes], owned: set[str], result: DiffResult
+) -> list[str]:
+    """Add the unified diff of every file that differs to `result`; files sty did not write are listed apart
+    (never a change). Returns the changed files."""
+    changed = []
+    for rel in sorted(set(desired) | set(current)):
+        old, new = current.get(rel), desired.get(rel)
+        if old == new:
+            continue
+        if new is None and rel not in owned:
+            result.foreign.setdefault(ip, []).append(rel)
+            continue
+        changed.append(rel)
+        result.diffs.append(unified(rel, old, new))
+    return changed
+
+
+def _diff_gone(outdir: Path, ip: str, old_hosts: dict, result: DiffResult) -> None:
+    """A host gone from the inventory: its bundle files go, its manifest becomes a retirement manifest."""
+    found = host_tree(outdir, ip)
+    current = {rel: f.content for rel, f in found.items()}
+    owned = _owned(ip, old_hosts, current)
+    desired = retirement_tree(outdir, ip, found, owned)
+    if not _diff_files(ip, current, desired, owned, result):
+        return
+    if desired and not was_retired(outdir, ip, found.get(f"{ip}.yml")):
+        result.impact[ip] = [IMPACT]
+    elif desired:
+        result.impact[ip] = ["retired host: its retirement manifest changes"]
+    else:
+        result.impact[ip] = ["host removed from the inventory: its files would be deleted (no manifest to retire)"]
+
+
+def _plan_name(action: str, identity: dict[str, Any], old: bytes | None, new: bytes | None) -> str:
+    """An action as the impact line says it: by its plan name with the settings that changed, where the contract
+    gives one (`rolling restart of pg-test: max_connections`), else by its name."""
+    spec = ACTIONS.get(action.split(" ", 1)[0])
+    if spec is None:
+        return action
+    if old is None and not spec.on_first_install:
+        return "none"
+    if spec.plan is None:
+        return action
+    try:
+        label = spec.plan.format_map(identity)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return action
+    keys = _changed_keys(old, new)
+    return f"{label}: {', '.join(keys)}" if keys else label
+
+
+def _changed_keys(old: bytes | None, new: bytes | None) -> list[str]:
+    """The top-level keys whose values differ between two YAML mappings (a new file: all of them)."""
+    import yaml
+
+    def mapping(data: bytes | None) -> dict:
+        try:
+            doc = yaml.load(data, Loader=yaml.CSafeLoader) if data else {}
+        except yaml.YAMLError:
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    before, after = mapping(old), mapping(new)
+    return sorted(str(k) for k in set(before) | set(after) if before.get(k) != after.get(k))
+
+
+def refuse_pin_changes(compiled: Compiled, rendered: Rendered, outdir: Path, old_hosts: dict) -> None:
+    """A rendered host whose pinned identity (PostgreSQL's major version) differs from what outputs/ holds is an
+    error at the parameter that changed it: an upgrade is a procedure, not a rebuild."""
+    report = Report()
+    modules = {m.name: m for m in all_modules()}
+    for ip in sorted(rendered.trees):
+        pins = rendered.pins.get(ip)
+        if not pins:
+            continue
+        entry = old_hosts.get(ip)
+        old = entry.get("pins") if isinstance(entry, dict) and isinstance(entry.get("pins"), dict) else None
+        if old is None:
+            old = _manifest_pins(outdir, ip, pins)
+        host = compiled.fleet.hosts[ip]
+        for name, new in sorted(pins.items()):
+            before = old.get(name)
+            if before is None or new is None or before == new:
+                continue
+            module, key = name.split(".", 1)
+            param = modules[module].pinned[key]
+            report.error(host.params.source(param), modules[module].pin_refusal(key, before, new, host))
+    if report.errors:
+        raise InventoryError(report)
+
+
+def _manifest_pins(outdir: Path, ip: str, pins: dict[str, Any]) -> dict[str, Any]:
+    """Pinned values from a host's committed manifest (a fresh clone has no incremental state); links are not
+    followed and an unreadable manifest pins nothing."""
+    import yaml
+
+    try:
+        fd = os.open(outdir / f"{ip}.yml", os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as fh:
+            data = yaml.load(fh.read(MAX_MANIFEST_BYTES + 1)[:MAX_MANIFEST_BYTES], Loader=yaml.CSafeLoader)
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    identity = data.get("identity") if isinstance(data, dict) else None
+    if not isinstance(identity, dict):
+        return {}
+    out = {}
+    for name in pins:
+        module, key = name.split(".", 1)
+        if isinstance(identity.get(module), dict) and isinstance(identity[module].get(key), (int, str)):
+            out[name] = identity[module][key]
+    return out
 
 
 def _owned(ip: str, old_hosts: dict, current: dict[str, bytes]) -> set[str]:

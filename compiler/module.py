@@ -33,6 +33,13 @@ class FleetModule:
     # the parameter that names a member's cluster (`pg_cluster`), if the module has clusters: a host is in at most
     # one cluster per module, and TARGET accepts the cluster's name
     cluster_key: ClassVar[str | None] = None
+    # identity keys (the manifest's `identity.<module>`) a rebuild must not change, with the parameter that sets
+    # each: a change there is a procedure (a major-version upgrade), never shipped as a configuration change
+    pinned: ClassVar[dict[str, str]] = {}
+
+    def pin_refusal(self, key: str, old: object, new: object, host: Host) -> str:
+        """The sentence refusing a change of a pinned identity key (the build names the parameter's path)."""
+        return f"{self.name} {key} would change from {old} to {new}, which a rebuild cannot do"
 
     def is_member(self, host: Host, fleet: Fleet) -> bool:
         """Does this module run on the host? (Pigsty's rule: a group name or an identity parameter.)"""

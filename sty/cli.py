@@ -34,6 +34,11 @@ FACTS = click.option(
     "--facts", "facts_dir", default=None, help="Facts directory (default: facts/ beside the inventory)."
 )
 STRICT = click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+ALLOW_UPGRADE = click.option(
+    "--allow-upgrade",
+    is_flag=True,
+    help="Accept a changed PostgreSQL major version (after the upgrade procedure of docs/operations.md).",
+)
 LIMIT = click.option("--limit", "target", default=None, help="Only this TARGET: host, cluster, group or all.")
 
 
@@ -93,13 +98,14 @@ def main() -> None:
 @LIMIT
 @click.option("--no-cache", is_flag=True, help="Render every host even if its inputs did not change.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
-def build(inventory, outdir, facts_dir, strict, target, no_cache, quiet):
+@ALLOW_UPGRADE
+def build(inventory, outdir, facts_dir, strict, target, no_cache, quiet, allow_upgrade):
     """Render bundles into the output directory (only changed files are written)."""
     from sty.compiler.build import build as run_build
 
     compiled = _compile(inventory, facts_dir, strict)
     try:
-        result = run_build(compiled, Path(outdir), target, use_cache=not no_cache)
+        result = run_build(compiled, Path(outdir), target, use_cache=not no_cache, allow_upgrade=allow_upgrade)
     except UsageError as exc:
         _fail_refused(exc)
     except OSError as exc:
@@ -133,13 +139,14 @@ def check(inventory, facts_dir, strict):
 @STRICT
 @LIMIT
 @click.option("--stat", is_flag=True, help="Only the per-host impact summary, no file diffs.")
-def diff(inventory, outdir, facts_dir, strict, target, stat):
+@ALLOW_UPGRADE
+def diff(inventory, outdir, facts_dir, strict, target, stat, allow_upgrade):
     """Show what a build would change; exit 1 when anything differs."""
     from sty.compiler.build import diff as run_diff
 
     compiled = _compile(inventory, facts_dir, strict)
     try:
-        result = run_diff(compiled, Path(outdir), target)
+        result = run_diff(compiled, Path(outdir), target, allow_upgrade=allow_upgrade)
     except UsageError as exc:
         _fail_refused(exc)
     except OSError as exc:
@@ -151,7 +158,7 @@ def diff(inventory, outdir, facts_dir, strict, target, stat):
         for text in result.diffs:
             click.echo(text, nl=False)
     for ip, lines in result.impact.items():
-        click.echo(f"{ip}: {lines[0]}; " + ", ".join(lines[1:]))
+        click.echo(f"{ip}: {lines[0]}" + (f"; {', '.join(lines[1:])}" if lines[1:] else ""))
     for ip, files in sorted(result.foreign.items()):
         click.echo(
             f"note: {ip}: {len(files)} file(s) sty did not write, left alone and never shipped: " + ", ".join(files),
@@ -284,9 +291,11 @@ SSH_CONFIG = click.option("--ssh-config", default=None, help="OpenSSH client con
 @click.argument("target", default="all")
 @click.option("-j", "--jobs", default=4, show_default=True, help="Hosts changed in parallel within a phase.")
 @click.option("--check", "check_only", is_flag=True, help="Show drift (live vs bundle); change nothing; exit 1 if any.")
+@click.option("--yes", is_flag=True, help="Remove modules and retired hosts without asking.")
 @SSH_CONFIG
-def apply_cmd(outdir, target, jobs, check_only, ssh_config):
-    """Ship bundles to hosts over SSH; activate only what changed (TARGET: host, cluster, group or all)."""
+def apply_cmd(outdir, target, jobs, check_only, yes, ssh_config):
+    """Ship bundles to hosts over SSH; activate only what changed (TARGET: host, cluster, group or all). Modules
+    a host no longer has, and hosts removed from the inventory, are cleaned after confirmation."""
     from sty.apply.drift import check_drift
     from sty.apply.remote import SshOptions
     from sty.apply.run import apply as run_apply
@@ -306,7 +315,7 @@ def apply_cmd(outdir, target, jobs, check_only, ssh_config):
                 sys.exit(Exit.DIFFERENT)
             click.echo("no drift")
             return
-        result = run_apply(Path(outdir), target, jobs=jobs, ssh=ssh, sign=sign_for_bundle)
+        result = run_apply(Path(outdir), target, jobs=jobs, ssh=ssh, sign=sign_for_bundle, confirm=_confirmer(yes))
     except UsageError as exc:
         _fail_usage(str(exc))
     except Exception as exc:  # ApplyError, RemoteError: one sentence, no traceback
@@ -322,6 +331,38 @@ def apply_cmd(outdir, target, jobs, check_only, ssh_config):
     )
     if result.failures:
         sys.exit(Exit.FAILED)
+
+
+def _confirmer(yes: bool):
+    """Shows what an apply would remove, then asks (or, without a terminal and --yes, refuses: exit 2)."""
+
+    def confirm(removals) -> bool:
+        for removal in removals:
+            click.echo(f"{removal.host}: {removal.summary()}")
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to remove the above without --yes, as there is no terminal to confirm on")
+        return click.confirm("Remove these modules from these hosts?")
+
+    return confirm
+
+
+@main.command()
+@OUTDIR
+@click.argument("host")
+def forget(outdir, host):
+    """Drop the retirement manifest of HOST, a host removed from the inventory, once `sty apply` cleaned it."""
+    from sty.compiler.build import LOCK_TIMEOUT
+    from sty.compiler.retire import forget as run_forget
+
+    try:
+        run_forget(Path(outdir), host, LOCK_TIMEOUT)
+    except UsageError as exc:
+        _fail_refused(exc)
+    except OSError as exc:
+        _fail_os(exc)
+    click.echo(f"{host}: forgotten ({Path(outdir) / host}.yml removed)")
 
 
 @main.command()
@@ -344,6 +385,40 @@ def verify(outdir, target, ssh_config):
     if code == 0:
         click.echo(f"verified: every check passed on {target}")
     sys.exit(Exit.OK if code == 0 else Exit.FAILED)
+
+
+@main.command()
+@OUTDIR
+@click.argument("cluster")
+@click.option("--to", "to", default=None, metavar="MEMBER", help="The replica to promote (default: best one).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@SSH_CONFIG
+def switchover(outdir, cluster, to, yes, ssh_config):
+    """Hand CLUSTER's leadership to a healthy replica through Patroni (a synchronous standby, else the least
+    lag) and wait until the new leader serves."""
+    from sty.apply.bundle import ApplyError
+    from sty.apply.remote import RemoteError, SshOptions
+    from sty.apply.switchover import Switchover
+
+    try:
+        job = Switchover.prepare(Path(outdir), cluster, to, SshOptions.from_env(config=ssh_config))
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    if not yes and not sys.stdin.isatty():
+        _fail_usage(f"{cluster}: refusing to switch over without --yes, as there is no terminal to confirm on")
+    try:
+        job.inspect()
+        if not yes and not click.confirm(f"{cluster}: switch over {job.leader} -> {job.candidate}?"):
+            _fail_usage(f"{cluster}: not confirmed; nothing was changed")
+        seconds = job.run()
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    except (ApplyError, RemoteError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.FAILED)
+    finally:
+        job.close()
+    click.echo(f"{cluster}: {job.leader} -> {job.candidate} in {seconds:.1f}s")
 
 
 @main.command()

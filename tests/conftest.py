@@ -168,3 +168,15 @@ def render_fleet(data: dict[str, Any], tmp: Path) -> RenderedFleet:
         files[ip]["manifest"] = tree[f"{ip}.yml"].decode()
     params = {ip: host.params for ip, host in compiled.fleet.hosts.items()}
     return RenderedFleet(files, rendered.secrets, params, compiled.report)
+
+
+# the applied testbed, one per session, shared by the end-to-end tests and the fault scenarios
+from fleet_testbed import FIGURES, fleet_testbed  # noqa: E402,F401
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fault scenarios' figures, one line each, whatever the verbosity."""
+    if FIGURES:
+        terminalreporter.section("fault scenarios")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

@@ -290,12 +290,12 @@ def test_removed_host_loses_its_outputs(sty, built):
     save(built, data)
 
     proc = sty("diff", "--stat", cwd=built, check_rc=1)
-    assert re.search(r"^10\.10\.10\.13: host removed", proc.stdout, re.M)
+    assert re.search(r"^10\.10\.10\.13: host removed from the inventory: apply stops", proc.stdout, re.M)
 
     s = summary(sty("build", cwd=built, check_rc=0).stdout)
     assert s["hosts"] == 3 and s["removed"] > 0
     assert not (built / "outputs" / "10.10.10.13").exists()
-    assert not (built / "outputs" / "10.10.10.13.yml").exists()
+    assert yaml.safe_load((built / "outputs" / "10.10.10.13.yml").read_text())["retired"] is True  # apply cleans it
     for ip in ALL_HOSTS[:3]:
         assert (built / "outputs" / f"{ip}.yml").is_file()
     hosts_file = (built / "outputs" / "10.10.10.11" / "etc" / "hosts").read_text()

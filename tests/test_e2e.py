@@ -16,70 +16,27 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fleet_testbed import ROOT, FleetRun, sty_argv
 from testbed import Testbed
 
-ROOT = Path(__file__).resolve().parents[1]
-INVENTORY = ROOT / "conf" / "testbed.yml"
-PREFIX = "sty-e2e"
-SUBNET = "10.10.10.0/24"
 UNITS = ("patroni.service", "pgbouncer.service", "haproxy.service", "etcd.service", "node_exporter.service")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "the testbed needs root"
-    for prog in ("systemd-nspawn", "debootstrap", "rsync"):
-        if shutil.which(prog) is None and not Path("/usr/sbin", prog).exists():
-            return f"the testbed needs {prog}"
-    return None
+@pytest.fixture(scope="module")
+def testbed(fleet_testbed: FleetRun) -> Testbed:
+    return fleet_testbed.tb
 
 
 @pytest.fixture(scope="module")
-def testbed(tmp_path_factory):
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
-    tb = Testbed(INVENTORY, subnet=SUBNET, bridge="stye2e0", cgroup_prefix=PREFIX)
-    started = time.monotonic()
-    tb.up()
-    tb.timings["e2e:up"] = time.monotonic() - started
-    try:
-        yield tb
-    finally:
-        started = time.monotonic()
-        tb.down()
-        print(f"\ntestbed down in {time.monotonic() - started:.1f}s")
-
-
-@pytest.fixture(scope="module")
-def outdir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("e2e") / "outputs"
-    build = subprocess.run(
-        [ROOT / ".venv/bin/sty", "build", "-q", "-i", INVENTORY, "-o", out], capture_output=True, text=True
-    )
-    assert build.returncode == 0, build.stderr
-    return out
+def outdir(fleet_testbed: FleetRun) -> Path:
+    return fleet_testbed.outdir
 
 
 def sty(tb: Testbed, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     """Run sty in the control namespace with the testbed's SSH settings."""
-    cmd = [
-        str(ROOT / ".venv/bin/python"),
-        str(ROOT / "tests/testbed"),
-        "exec",
-        "--cgroup-prefix",
-        PREFIX,
-        "--bridge",
-        "stye2e0",
-        "--subnet",
-        SUBNET,
-        "--",
-        str(ROOT / ".venv/bin/sty"),
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(sty_argv(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 def start_times(tb: Testbed) -> dict[str, str]:
@@ -91,12 +48,9 @@ def start_times(tb: Testbed) -> dict[str, str]:
     return out
 
 
-def test_apply_verify_reapply(testbed: Testbed, outdir: Path):
-    timings = {"testbed up": testbed.timings.get("e2e:up", 0.0)}
-
-    started = time.monotonic()
-    first = sty(testbed, "apply", "-o", str(outdir), "all")
-    timings["first apply"] = time.monotonic() - started
+def test_apply_verify_reapply(fleet_testbed: FleetRun, testbed: Testbed, outdir: Path):
+    timings = dict(fleet_testbed.timings)
+    first = fleet_testbed.first_apply
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     assert "4 host(s): 4 changed" in first.stdout
 

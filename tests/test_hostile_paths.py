@@ -182,7 +182,7 @@ def test_only_files_sty_recorded_writing_are_deleted(built: Path) -> None:
     assert "10.10.10.13/etc/theirs.conf" in diff.stderr and "-precious" not in diff.stdout
     run_sty("build", cwd=built, check_rc=0)
     assert mine.read_text() == "mine\n" and theirs.read_text() == "theirs\n"
-    assert not (out / "10.10.10.13.yml").exists()
+    assert "retired: true" in (out / "10.10.10.13.yml").read_text()  # the bundle went, a retirement manifest stays
     assert not (out / "10.10.10.13" / "etc" / "hosts").exists()
     after = run_sty("diff", cwd=built)
     assert after.returncode == 0 and "no differences" in after.stdout, after.stdout

@@ -1,5 +1,6 @@
-"""ETCD: members change one at a time, in `etcd_seq` order, so the cluster keeps its quorum; the member started
-last runs the authentication script (`etcd-auth`) when it changed, once every member runs."""
+"""ETCD: members change one at a time, in `etcd_seq` order, so the cluster keeps its quorum; a new cluster's
+members all start at once (each waits for the others to form the quorum). The member started last runs the
+authentication script (`etcd-auth`) when it changed, once every member runs."""
 
 from __future__ import annotations
 
@@ -25,4 +26,4 @@ def _one_at_a_time(manifests: dict[str, Manifest]) -> list[list[str]]:
     return [[ip] for ip in sorted(manifests, key=lambda ip: (seq[ip], host_key(ip)))]
 
 
-HANDLERS = ModuleHandlers("etcd", {ACTION: authenticate}, waves=_one_at_a_time)
+HANDLERS = ModuleHandlers("etcd", {ACTION: authenticate}, waves=_one_at_a_time, together_when_new=True)

@@ -17,6 +17,12 @@ class ActionSpec:
     description: str
     module: str | None = None  # the module whose apply handler performs it; None = the apply stage itself
     takes_unit: bool = False
+    # how the plan names it, formatted with the host's manifest identity; the changed keys of the file that
+    # carries it follow (`rolling restart of pg-test: max_connections`)
+    plan: str | None = None
+    # False: the action is due when its file changes, not when the file is installed for the first time (a
+    # rolling restart for settings a freshly started PostgreSQL already runs with would restart for nothing)
+    on_first_install: bool = True
 
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -34,6 +40,8 @@ ACTIONS: dict[str, ActionSpec] = {
             "restart",
             "restart PostgreSQL replicas first, then switch over and restart the old primary",
             "pgsql",
+            plan="rolling restart of {pgsql[cluster]}",
+            on_first_install=False,
         ),
         ActionSpec("pg-sql-primary", "run", "run SQL on the cluster primary", "pgsql"),
         ActionSpec(

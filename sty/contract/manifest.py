@@ -3,10 +3,14 @@
 One writer (`Manifest.to_dict`, serialised by the compiler) and one reader (`read_manifest`), both typed.
 The reader treats the file as untrusted (it arrives in pull requests): every field is checked for its
 type, and a manifest written by a newer sty is refused with a sentence instead of being half understood.
+
+A *retirement manifest* (`retired: true`) stands for a host that left the inventory: it keeps how to reach
+the host and lists nothing to install, so that `sty apply` removes what earlier applies put there.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,6 +267,7 @@ class Manifest:
     certificates: list[Certificate] = field(default_factory=list)
     phases: list[str] = field(default_factory=list)  # every module of the fleet, in activation order
     trust: list[str] = field(default_factory=list)  # host paths where the apply stage installs the fleet CA
+    retired: bool = False  # the host left the inventory: apply removes every module it recorded there
 
     # -- derived views ---------------------------------------------------------------------------
     @property
@@ -287,7 +292,8 @@ class Manifest:
 
     # -- one writer ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        retired = {"retired": True} if self.retired else {}  # absent when false: live manifests stay as they were
+        return retired | {
             "sty_manifest": MANIFEST_VERSION,
             "address": self.address,
             "nodename": self.nodename,
@@ -331,6 +337,11 @@ class Manifest:
         identity = top.get("identity", dict, {})
         for module, value in identity.items():
             _Fields(value, f"{where}.identity.{module}")
+        retired = top.get("retired", bool, False)
+        if retired:  # a half-retired host would be both removed and installed: refuse it
+            for key in _NOTHING_WHEN_RETIRED:
+                if top.get(key, list, []):
+                    raise ManifestError(f"{where}.{key} must be empty in the manifest of a retired host")
         return cls(
             address=top.get("address", str),
             nodename=top.get("nodename", str, ""),
@@ -357,7 +368,11 @@ class Manifest:
             certificates=[Certificate.read(f) for f in top.records("certificates")],
             phases=top.strings("phases"),
             trust=top.strings("trust"),
+            retired=retired,
         )
+
+
+_NOTHING_WHEN_RETIRED = ("modules", "files", "units", "ports", "packages", "checks", "certificates")
 
 
 def read_manifest(path: Path) -> tuple[Manifest, str]:
@@ -378,11 +393,37 @@ def read_manifest(path: Path) -> tuple[Manifest, str]:
     return Manifest.from_dict(data, str(path)), text
 
 
-def discover(outdir: Path) -> list[str]:
-    """Host addresses that have a bundle in `outdir`: an `<address>.yml` beside an `<address>/` folder."""
+def is_retired(path: Path) -> bool:
+    """Whether `path` is a retirement manifest. Only a file with a top-level `retired:` line is parsed (the writer
+    emits the key only when true), so finding the bundles of a large fleet stays cheap."""
+    try:
+        if path.is_symlink() or not path.is_file():
+            return False
+        with path.open("rb") as fh:
+            head = fh.read(MAX_MANIFEST_BYTES)
+    except OSError:
+        return False
+    if not re.search(rb"^retired:", head, re.M):
+        return False
+    try:
+        return read_manifest(path)[0].retired
+    except ManifestError:
+        return False  # not understood: whoever reads it next reports why
+
+
+def discover(outdir: Path, retired: bool = False) -> list[str]:
+    """Host addresses that have a bundle in `outdir`: an `<address>.yml` beside an `<address>/` folder, not
+    retired; with `retired`, the retired hosts (`<address>.yml` alone) too, for the apply stage to clean them."""
     from .targets import sort_hosts
 
     if not outdir.is_dir():
         return []
-    found = [p.stem for p in outdir.glob("*.yml") if (outdir / p.stem).is_dir() and not (outdir / p.stem).is_symlink()]
+    found = []
+    for path in outdir.glob("*.yml"):
+        folder = outdir / path.stem
+        if is_retired(path):  # its folder may remain, holding files sty did not write
+            if retired:
+                found.append(path.stem)
+        elif folder.is_dir() and not folder.is_symlink():
+            found.append(path.stem)
     return sort_hosts(found)

@@ -10,7 +10,9 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,7 +49,13 @@ FLEET_PACKAGES = (  # what the bundles of conf/testbed.yml need, installed with 
     "dnsmasq",
     "dnsmasq-base",
     "victoria-metrics",
+    "pgbackrest",
 )
+# Python wheels laid over Debian's packages (pure Python, unpacked into /usr/local/lib/python3.11/dist-packages,
+# which Debian's python3 searches first; Debian's /usr/bin/patroni finds the newer distribution by name).
+# Debian 12's Patroni 3.0.2 lets an old primary that comes back after a network cut overwrite the new leader's
+# etcd key (fixed in 3.0.3, patroni/patroni#2689), which the faults suite hit; Pigsty ships Patroni 4.
+WHEELS = ("patroni==4.0.7",)
 # postgres:postgres is created with this uid/gid before PostgreSQL is installed, as Pigsty creates its dbsu
 # first; conf/testbed.yml says `pg_dbsu_uid: 543` (Pigsty's default 26 is Debian's `tape` group).
 DBSU_UID = 543
@@ -101,6 +109,7 @@ class Image:
             "packages": list(self.packages),
             "dbsu": [DBSU_UID, DBSU_HOME],
             "recipe": IMAGE_RECIPE,
+            "wheels": list(WHEELS),
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -184,6 +193,7 @@ apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends {" ".j
 apt-get clean
 rm -f /usr/sbin/policy-rc.d
 """
+        self._add_wheels(root)
         # /proc lives in a private mount namespace (and PID namespace) that dies with the installer: nothing
         # to unmount before archiving, nothing left behind if this is killed.
         run(
@@ -210,6 +220,22 @@ rm -f /usr/sbin/policy-rc.d
         (root / "etc/sty-testbed-image").write_text(
             json.dumps({"key": self.key, "suite": SUITE, "packages": list(self.packages)}, indent=1) + "\n"
         )
+
+    @staticmethod
+    def _add_wheels(root: Path) -> None:
+        """Download WHEELS with this Python's pip (no dependencies: Debian's packages provide them) and unpack them."""
+        site = root / "usr/local/lib/python3.11/dist-packages"
+        site.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="sty-wheels-") as tmp:
+            for spec in WHEELS:
+                run(
+                    [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"]
+                    + ["--dest", tmp, spec],
+                    timeout=600,
+                )
+            for wheel in sorted(Path(tmp).glob("*.whl")):
+                with zipfile.ZipFile(wheel) as archive:
+                    archive.extractall(site)
 
     @staticmethod
     def _enabled_units(root: Path) -> set[str]:

@@ -60,6 +60,14 @@ class Network(Layout):
             raise TestbedError(f"control: `{' '.join(cmd)}` exited {proc.returncode}: {proc.stderr or proc.stdout}")
         return proc
 
+    def cut(self, ip: str) -> None:
+        """Take a host off the network as a pulled cable would: its bridge-side link goes down, nothing inside
+        the host is told (no clean stop), and every packet to or from it is lost until `heal`."""
+        run(["ip", "-n", self.net_ns, "link", "set", veth_name(ip), "down"])
+
+    def heal(self, ip: str) -> None:
+        run(["ip", "-n", self.net_ns, "link", "set", veth_name(ip), "up"])
+
     def _wait_ssh(self, ip: str) -> None:
         deadline = time.monotonic() + self.boot_timeout
         while True:

@@ -14,6 +14,8 @@ board by `publish`; the DCS it needs is the `Dcs` record another module (ETCD) p
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ...bundle import HostBundle
 from ...contrib import Dcs, module_alert_rules
 from ...errors import Report
@@ -65,6 +67,16 @@ class PgsqlModule(FleetModule):
     name = MODULE
     phase = 50  # after the DCS's module: `derive` reads the `Dcs` record
     cluster_key = "pg_cluster"
+
+    pinned: ClassVar[dict[str, str]] = {"version": "pg_version"}
+
+    def pin_refusal(self, key: str, old: object, new: object, host: Host) -> str:
+        cluster = host.params.get("pg_cluster")
+        return (
+            f"{cluster} runs PostgreSQL {old} and the inventory now says {new}: a major-version change is an upgrade "
+            'procedure, not a configuration change (docs/operations.md, "Major-version upgrade"); after it, '
+            "build with --allow-upgrade"
+        )
 
     def is_member(self, host: Host, fleet: Fleet) -> bool:
         return bool(host.params.raw("pg_cluster"))

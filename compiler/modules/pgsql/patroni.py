@@ -19,6 +19,7 @@ from ...render import HEADER, RenderError, render, to_yaml
 from . import tuning
 from .backup import archive_parameters, patroni_pgbackrest
 from .model import MODULE, PgCluster, PgInstance
+from .restart import render_restart_record
 from .system import PG_CA
 
 PATRONI_RELOAD = Action("patroni-reload")
@@ -290,6 +291,7 @@ def render_patroni(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluste
             actions=[PATRONI_RELOAD, PATRONI_DCS],
         )
     )
+    render_restart_record(doc, int(p["pg_version"]), dbsu, b)
     unit = render("pgsql/patroni.service.j2", p=p, bin=host.platform.patroni_bin, dbsu=dbsu)
     b.add(
         FileSpec(
