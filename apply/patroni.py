@@ -29,6 +29,16 @@ CTL = f"patronictl -c {PATRONI_CONF}"
 HEALTHY_STATES = frozenset({"running", "streaming"})
 LEADER_ROLES = frozenset({"leader", "standby leader", "master", "primary"})
 DEFAULT_LOOP_WAIT = 10
+# settings a hot standby must run with at least its primary's values (PostgreSQL refuses to start it otherwise)
+REPLICA_FLOORS = frozenset(
+    {
+        "max_connections",
+        "max_locks_per_transaction",
+        "max_prepared_transactions",
+        "max_wal_senders",
+        "max_worker_processes",
+    }
+)
 RESTART_TIMEOUT = 180.0
 SWITCHOVER_TIMEOUT = 180.0
 
@@ -51,6 +61,17 @@ class Member:
     lag_mb: float | None = None  # None: unknown (or the leader, which has none)
     pending: bool = False
     nofailover: bool = False
+    # Patroni 4's "Pending restart reason": setting -> (running value, value after a restart)
+    reasons: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def lowers_a_floor(self) -> bool:
+        """A pending change lowers a setting no replica may run below its primary: the primary restarts first."""
+        for name, old, new in self.reasons:
+            before, after = _number(old), _number(new)
+            if name in REPLICA_FLOORS and before is not None and after is not None and after < before:
+                return True
+        return False
 
     @property
     def leader(self) -> bool:
@@ -111,7 +132,19 @@ def parse_member(item: dict[str, Any]) -> Member | None:
         lag_mb=lag,
         pending=_flag(keys.get("pending restart")),
         nofailover=never,
+        reasons=_reasons(keys.get("pending restart reason")),
     )
+
+
+def _reasons(value: Any) -> tuple[tuple[str, str, str], ...]:
+    """`max_connections: 300->250` lines (Patroni 4), as (setting, running value, new value)."""
+    out = []
+    for line in str(value or "").splitlines():
+        name, sep, change = line.partition(": ")
+        old, arrow, new = change.partition("->")
+        if sep and arrow and name.strip():
+            out.append((name.strip(), old.strip(), new.strip()))
+    return tuple(out)
 
 
 def parse_members(text: str) -> list[Member]:

@@ -198,9 +198,10 @@ def test_switchover(fleet: FleetRun):
     second_apply_changes_nothing(fleet)
 
 
-def test_rolling_restart(fleet: FleetRun):
+def rolling_restart(fleet: FleetRun, value: int, name: str) -> None:
+    """max_connections of pg-test to `value` (a postmaster setting): planned and applied as a rolling restart."""
     data = fleet.inventory()
-    data["all"]["children"]["pg-test"]["vars"]["pg_parameters"] = {"max_connections": 300}
+    data["all"]["children"]["pg-test"]["vars"]["pg_parameters"] = {"max_connections": value}
     plan = fleet.sty("diff", "-i", str(fleet.variant(data)), "-o", str(fleet.outdir), "--stat")
     assert "rolling restart of pg-test: max_connections" in plan.stdout, plan.stdout + plan.stderr
     built = fleet.build(data)
@@ -216,20 +217,27 @@ def test_rolling_restart(fleet: FleetRun):
     pending = fleet.pending_restart("pg-test", PG_TEST[0])
     values = {ip: fleet.psql(ip, "SHOW max_connections") for ip in PG_TEST}
     figure(
-        "rolling restart",
+        name,
         outage_ms=result["outage_ms"],
         took_s=round(took, 1),
         pending=len(pending),
         lost=writer.lost(fleet.leader("pg-test", PG_TEST[0])),
     )
-    assert pending == [] and set(values.values()) == {"300"}, (pending, values)
+    assert pending == [] and set(values.values()) == {str(value)}, (pending, values)
     second_apply_changes_nothing(fleet)
+
+
+def test_rolling_restart(fleet: FleetRun):
+    """Raised: replicas first, then a switchover and the old leader. Lowered: a replica may not run below its
+    primary, so the leader restarts in place first."""
+    rolling_restart(fleet, 300, "rolling restart (up)")
+    rolling_restart(fleet, 200, "rolling restart (down)")
 
 
 def test_failover_sync_fast(fleet: FleetRun):
     data = fleet.inventory()
     vars_ = data["all"]["children"]["pg-test"]["vars"]
-    vars_.update(pg_parameters={"max_connections": 300}, pg_rpo=0, pg_rto="fast")
+    vars_.update(pg_parameters={"max_connections": 200}, pg_rpo=0, pg_rto="fast")
     built = fleet.build(data)
     assert built.returncode == 0, built.stderr
     fleet.apply()
@@ -300,7 +308,7 @@ def test_point_in_time_restore(fleet: FleetRun):
 def test_interrupted_apply_converges(fleet: FleetRun):
     data = fleet.inventory()
     vars_ = data["all"]["children"]["pg-test"]["vars"]
-    vars_.update(pg_parameters={"max_connections": 300, "work_mem": "8MB"}, pg_rpo=0, pg_rto="fast")
+    vars_.update(pg_parameters={"max_connections": 200, "work_mem": "8MB"}, pg_rpo=0, pg_rto="fast")
     data["all"]["vars"]["haproxy_admin_password"] = "Testbed.HAProxy.2"  # a change on every host
     assert fleet.build(data).returncode == 0
     proc = subprocess.Popen(

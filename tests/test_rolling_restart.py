@@ -42,6 +42,7 @@ class FakeMember:
     lag: int | str = 0
     pending: bool = False
     tags: dict = field(default_factory=dict)
+    reason: str = ""  # Patroni 4's "Pending restart reason" while pending
 
 
 @dataclass
@@ -75,6 +76,7 @@ class FakeCluster:
         for m in sorted(self.members.values(), key=lambda m: m.name):
             row = {"Cluster": CLUSTER, "Member": m.name, "Host": m.ip, "Role": m.role, "State": m.state}
             row |= {"TL": self.tl, "Pending restart": "*" if m.pending else "", "Scheduled restart": ""}
+            row |= {"Pending restart reason": m.reason if m.pending else ""}
             row |= {"Tags": m.tags or ""}
             if m.role != "Leader":
                 row["Lag in MB"] = m.lag
@@ -540,3 +542,38 @@ def test_switchover_to_an_unfit_member_is_refused(bundles, live):
     result = CliRunner().invoke(main, ["switchover", "-o", str(bundles), CLUSTER, "--to", "pg-test-1", "--yes"])
     assert result.exit_code == 2 and "pg-test-1 already leads pg-test" in result.output
     assert live.events == []
+
+
+def test_a_lowered_max_connections_restarts_the_leader_in_place_first():
+    """A replica cannot run below its primary: the first replica's step restarts the leader in place, then itself;
+    the leader's own step finds nothing pending and no switchover happens."""
+    cluster = cluster_of(*THREE, will_pend={"pg-test-1", "pg-test-2", "pg-test-3"}, pend_after=1)
+    for m in cluster.members.values():
+        m.reason = "max_connections: 300->250"
+    for name in ("pg-test-2", "pg-test-3", "pg-test-1"):
+        restart(host_of(cluster, name, role="primary" if name == "pg-test-1" else "replica"))
+    assert cluster.events == ["restart pg-test-1", "restart pg-test-2", "restart pg-test-3"]
+    assert not any(m.pending for m in cluster.members.values())
+
+
+def test_a_raised_max_connections_keeps_replicas_first():
+    cluster = cluster_of(*THREE, will_pend={"pg-test-1", "pg-test-2", "pg-test-3"}, pend_after=1)
+    for m in cluster.members.values():
+        m.reason = "max_connections: 250->300"
+    for name in ("pg-test-2", "pg-test-3", "pg-test-1"):
+        restart(host_of(cluster, name, role="primary" if name == "pg-test-1" else "replica"))
+    assert cluster.events[:2] == ["restart pg-test-2", "restart pg-test-3"]
+    assert cluster.events[2].startswith("switchover pg-test-1 -> ")
+
+
+def test_pending_restart_reasons_are_parsed():
+    member = PT.parse_member(
+        {
+            "Member": "a",
+            "Pending restart": "*",
+            "Pending restart reason": "max_connections: 300->250\nwork_mem: 4MB->8MB",
+        }
+    )
+    assert member is not None and member.reasons == (("max_connections", "300", "250"), ("work_mem", "4MB", "8MB"))
+    assert member.lowers_a_floor
+    assert not PT.parse_member({"Member": "b", "Pending restart reason": "shared_buffers: 1GB->512MB"}).lowers_a_floor

@@ -144,6 +144,12 @@ def rolling_restart(host: HostContext, module: str) -> None:
 def _restart(host: HostContext, ctl: Patroni, me: str, module: str) -> None:
     members = ctl.members()
     mine = next(m for m in members if m.name == me)
+    leader = leader_of(members)
+    if not mine.leader and leader is not None and leader.pending and any(m.lowers_a_floor for m in members):
+        # a replica cannot run below its primary: a lowered max_connections (and the like) starts at the leader,
+        # restarted in place, before the first replica
+        seconds = restart_member(ctl, leader.name, as_leader=True)
+        host.log(f"{module}: restarted the leader {leader.name} in place first (a lowered setting) in {seconds:.1f}s")
     if not mine.leader:
         host.log(f"{module}: restarted {me} in {restart_member(ctl, me):.1f}s")
         return
