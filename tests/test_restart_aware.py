@@ -99,3 +99,21 @@ def test_major_version_is_read_from_committed_manifests(workdir: Path):
     _pg_test(data)["pg_version"] = 17
     dump_inventory(data, workdir / "pigsty.yml")
     assert "pg-test runs PostgreSQL" in run_sty("build", cwd=workdir, check_rc=2).stderr
+
+
+def test_misspelt_or_foreign_settings_are_errors_with_a_suggestion(inventory, compile_inv):
+    import pytest
+
+    from sty.compiler.errors import InventoryError
+
+    _pg_test(inventory)["pg_parameters"] = {"max_conections": 100, "io_method": "worker", "pg_stat_statements.max": 1}
+    with pytest.raises(InventoryError) as caught:
+        compile_inv(inventory)
+    said = {p.path: p.message for p in caught.value.report.errors}
+    base = "all.children.pg-test.vars.pg_parameters"
+    assert said[f"{base}.max_conections"].endswith("has no setting max_conections; did you mean max_connections?")
+    assert "has no setting io_method" in said[f"{base}.io_method"]  # io_method arrived in PostgreSQL 18
+    assert len(said) == 2  # extension settings (with a dot) are not judged
+    _pg_test(inventory)["pg_parameters"] = {"io_method": "worker"}
+    _pg_test(inventory)["pg_version"] = 18
+    compile_inv(inventory)

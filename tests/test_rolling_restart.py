@@ -577,3 +577,14 @@ def test_pending_restart_reasons_are_parsed():
     assert member is not None and member.reasons == (("max_connections", "300", "250"), ("work_mem", "4MB", "8MB"))
     assert member.lowers_a_floor
     assert not PT.parse_member({"Member": "b", "Pending restart reason": "shared_buffers: 1GB->512MB"}).lowers_a_floor
+
+
+def test_a_lowered_setting_waits_for_the_leader_to_have_it_pending():
+    """The replica sees the lowered value before the leader's Patroni has loaded it: it waits for the leader's flag
+    rather than restarting the leader with the old value."""
+    cluster = cluster_of(*THREE, will_pend={"pg-test-1"}, pend_after=4)
+    for m in cluster.members.values():
+        m.reason = "max_connections: 300->200"
+    cluster.members["pg-test-2"].pending = True
+    restart(host_of(cluster, "pg-test-2"))
+    assert cluster.events == ["restart pg-test-1", "restart pg-test-2"]

@@ -144,12 +144,8 @@ def rolling_restart(host: HostContext, module: str) -> None:
 def _restart(host: HostContext, ctl: Patroni, me: str, module: str) -> None:
     members = ctl.members()
     mine = next(m for m in members if m.name == me)
-    leader = leader_of(members)
-    if not mine.leader and leader is not None and leader.pending and any(m.lowers_a_floor for m in members):
-        # a replica cannot run below its primary: a lowered max_connections (and the like) starts at the leader,
-        # restarted in place, before the first replica
-        seconds = restart_member(ctl, leader.name, as_leader=True)
-        host.log(f"{module}: restarted the leader {leader.name} in place first (a lowered setting) in {seconds:.1f}s")
+    if not mine.leader and any(m.lowers_a_floor for m in members):
+        _leader_first(host, ctl, module)
     if not mine.leader:
         host.log(f"{module}: restarted {me} in {restart_member(ctl, me):.1f}s")
         return
@@ -170,6 +166,23 @@ def _restart(host: HostContext, ctl: Patroni, me: str, module: str) -> None:
         host.log(f"{module}: {me} restarted as a replica when it was demoted; nothing left pending")
         return
     host.log(f"{module}: restarted {me} in {restart_member(ctl, me):.1f}s")
+
+
+def _leader_first(host: HostContext, ctl: Patroni, module: str) -> None:
+    """A replica cannot run below its primary: a lowered max_connections (and the like) starts at the leader,
+    restarted in place once Patroni there has the new value pending (its next loop), before any replica."""
+    found: list[str] = []
+
+    def leader_pending() -> bool:
+        lead = leader_of(ctl.peek() or [])
+        if lead is not None and lead.pending:
+            found.append(lead.name)
+        return bool(found)
+
+    if not poll(host, leader_pending, 2 * ctl.loop_wait() + 10, "the leader to report the lowered setting pending"):
+        return  # restarted already (an earlier member's step), or the change is in effect there
+    seconds = restart_member(ctl, found[-1], as_leader=True)
+    host.log(f"{module}: restarted the leader {found[-1]} in place first (a lowered setting) in {seconds:.1f}s")
 
 
 def _host_conf(host: HostContext) -> dict | None:

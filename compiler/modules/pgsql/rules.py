@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ...errors import Report, join_path
 from . import hba as hba_rules
-from . import tuning
+from . import pg_settings, tuning
 from .backup import PGBACKREST_SETTINGS, check_pgbackrest
 from .crontab import check_crontab
 from .exporters import check_exporter_options
@@ -189,6 +189,22 @@ def check_settings(p, report: Report) -> None:
             report.error(path, f"{name} is wired to pgBackRest while pgbackrest_enabled is true")
         elif any(c in str(value) for c in "\n\r\x00"):
             report.error(path, "a setting value must be one line")
+        elif "." not in str(name) and not pg_settings.known(_major(p), str(name)):
+            report.error(path, _unknown_setting(_major(p), str(name)))
+
+
+def _major(p) -> int:
+    try:
+        return int(p.get("pg_version"))
+    except (TypeError, ValueError):
+        return max(pg_settings.SUPPORTED_MAJORS)
+
+
+def _unknown_setting(major: int, name: str) -> str:
+    """A misspelt or retired setting would be ignored by no one: PostgreSQL refuses to start with it."""
+    closest = pg_settings.closest(major, name)
+    hint = f"; did you mean {closest}?" if closest else ""
+    return f"PostgreSQL {major} has no setting {name}{hint}"
 
 
 def _check_extras(p, report: Report, platform: str) -> None:
