@@ -588,3 +588,14 @@ def test_a_lowered_setting_waits_for_the_leader_to_have_it_pending():
     cluster.members["pg-test-2"].pending = True
     restart(host_of(cluster, "pg-test-2"))
     assert cluster.events == ["restart pg-test-1", "restart pg-test-2"]
+
+
+def test_a_lowered_setting_restarts_a_leader_in_place_when_its_step_comes_first():
+    """After a failover the live leader may be a bundle replica whose step runs first: no switchover (the replica
+    taking over would keep the higher value), a restart in place."""
+    cluster = cluster_of(*THREE, will_pend={"pg-test-1", "pg-test-2", "pg-test-3"}, pend_after=1)
+    for m in cluster.members.values():
+        m.reason = "max_connections: 300->200"
+    for name in ("pg-test-1", "pg-test-2", "pg-test-3"):
+        restart(host_of(cluster, name, role="replica"))
+    assert cluster.events == ["restart pg-test-1", "restart pg-test-2", "restart pg-test-3"]

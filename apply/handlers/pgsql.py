@@ -144,7 +144,11 @@ def rolling_restart(host: HostContext, module: str) -> None:
 def _restart(host: HostContext, ctl: Patroni, me: str, module: str) -> None:
     members = ctl.members()
     mine = next(m for m in members if m.name == me)
-    if not mine.leader and any(m.lowers_a_floor for m in members):
+    if any(m.lowers_a_floor for m in members):
+        if mine.leader:  # no switchover: a replica that took over would keep the higher value (its controldata)
+            seconds = restart_member(ctl, me, as_leader=True)
+            host.log(f"{module}: restarted the leader {me} in place (a lowered setting) in {seconds:.1f}s")
+            return
         _leader_first(host, ctl, module)
     if not mine.leader:
         host.log(f"{module}: restarted {me} in {restart_member(ctl, me):.1f}s")
