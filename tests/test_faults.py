@@ -317,6 +317,7 @@ def test_interrupted_apply_converges(fleet: FleetRun):
     time.sleep(4)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the first apply ended before it was killed: nothing interrupted"
     again = fleet.apply()
     leftovers = {ip: fleet.sh(ip, "find /etc /pg -name '.sty-*' 2>/dev/null").stdout.split() for ip in fleet.tb.hosts}
     drift = fleet.sty("apply", "--check", "-o", str(fleet.outdir), "all")

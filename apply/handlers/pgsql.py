@@ -43,11 +43,6 @@ def _dbsu(host: HostContext) -> str:
     return shlex.quote(_pg(host).get("dbsu", "postgres"))
 
 
-def wait_leader(host: HostContext, timeout: float = LEADER_TIMEOUT) -> None:
-    url = f"http://{host.ip}:{host.manifest.port_of('patroni', 8008)}/primary"
-    host.wait(lambda: host.run(f"curl -fsS -o /dev/null {url}", check=False).exited == 0, timeout, url)
-
-
 def patroni_reload(host: HostContext, module: str) -> None:
     host.run("systemctl reload patroni.service")
 
