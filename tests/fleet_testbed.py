@@ -66,8 +66,7 @@ class FleetRun:
     work: Path
     first_apply: subprocess.CompletedProcess
     timings: dict[str, float] = field(default_factory=dict)
-    last_inventory: Path = INVENTORY  # what the output directory was last built from
-    last_data: dict[str, Any] = field(default_factory=dict)  # and as data
+    last_data: dict[str, Any] = field(default_factory=dict)  # the inventory the output directory was last built from
 
     # -- sty --------------------------------------------------------------------------------------
     def sty(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
@@ -89,7 +88,6 @@ class FleetRun:
     def build(self, data: dict[str, Any] | None = None, *extra: str) -> subprocess.CompletedProcess:
         """Rebuild the output directory from conf/testbed.yml, or from a variant of it."""
         source = INVENTORY if data is None else self.variant(data)
-        self.last_inventory = source
         self.last_data = copy.deepcopy(data) if data is not None else self.inventory()
         return subprocess.run(
             [ROOT / ".venv/bin/sty", "build", "-q", "-i", source, "-o", self.outdir, *extra],
