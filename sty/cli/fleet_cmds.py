@@ -1,0 +1,234 @@
+"""Commands that reach hosts, or the certificates of an output directory: ca, apply, forget, verify,
+switchover, facts, lint."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from sty.contract.exits import Exit, UsageError
+
+from .common import FACTS, INVENTORY, LIMIT, OUTDIR, SSH_CONFIG, compile_inventory, fail_os, fail_refused, fail_usage
+from .group import main
+
+
+@main.command(name="ca")
+@INVENTORY
+@OUTDIR
+@FACTS
+def ca_command(inventory, outdir, facts_dir):
+    """Create the fleet CA if missing; issue the certificates the manifests in the output directory list."""
+    from sty.compiler.ca import DEFAULT_CN, DEFAULT_VALIDITY, ca_dir, ensure_ca, sign_for_bundle
+    from sty.contract.manifest import ManifestError, discover, read_manifest
+
+    compiled = compile_inventory(inventory, facts_dir, False)
+    fleet = compiled.fleet
+    source = (fleet.with_module("infra") or list(fleet.hosts.values()) or [None])[0]
+    cn = str(source.params.get("ca_cn") or DEFAULT_CN) if source else DEFAULT_CN
+    validity = str(source.params.get("cert_validity") or DEFAULT_VALIDITY) if source else DEFAULT_VALIDITY
+    out = Path(outdir)
+    hosts = discover(out)
+    if not hosts:
+        fail_usage(f"no bundles in {outdir}: run sty build first")
+    try:
+        manifests = [read_manifest(out / f"{ip}.yml")[0] for ip in hosts]
+    except ManifestError as exc:
+        fail_usage(str(exc))
+    try:
+        ca = ensure_ca(ca_dir(out), cn, validity)
+        results: list = []
+        for manifest in manifests:
+            sign_for_bundle(out, manifest, cn, validity, results=results)
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.FAILED)
+    click.echo(f"{'created' if ca.created else 'kept'} CA {ca_dir(out)} (CN {cn}, expires {ca.expires:%Y-%m-%d})")
+    if ca.expires_soon:
+        click.echo(
+            f"warning: the CA expires on {ca.expires:%Y-%m-%d}; every certificate it signs expires with it", err=True
+        )
+    for host, name, issued in results:
+        if issued.status != "unchanged":
+            click.echo(
+                f"{host}: {name}: {issued.status}" + (f" ({issued.reason})" if issued.reason != "missing" else "")
+            )
+    changed = sum(1 for *_, issued in results if issued.status != "unchanged")
+    click.echo(f"{len(results)} certificate(s): {changed} issued, {len(results) - changed} unchanged")
+
+
+@main.command(name="apply")
+@OUTDIR
+@click.argument("target", default="all")
+@click.option("-j", "--jobs", default=4, show_default=True, help="Hosts changed in parallel within a phase.")
+@click.option("--check", "check_only", is_flag=True, help="Show drift (live vs bundle); change nothing; exit 1 if any.")
+@click.option("--yes", is_flag=True, help="Remove modules and retired hosts without asking.")
+@SSH_CONFIG
+def apply_cmd(outdir, target, jobs, check_only, yes, ssh_config):
+    """Ship bundles to hosts over SSH; activate only what changed (TARGET: host, cluster, group or all). Modules
+    a host no longer has, and hosts removed from the inventory, are cleaned after confirmation."""
+    from sty.apply.drift import check_drift
+    from sty.apply.remote import SshOptions
+    from sty.apply.run import apply as run_apply
+    from sty.compiler.ca import sign_for_bundle
+
+    ssh = SshOptions.from_env(config=ssh_config)
+    try:
+        if check_only:
+            diffs, errors = check_drift(Path(outdir), target, ssh)
+            for text in diffs:
+                click.echo(text, nl=False)
+            for err in errors:
+                click.echo(f"error: {err}", err=True)
+            if errors:
+                sys.exit(Exit.FAILED)
+            if diffs:
+                sys.exit(Exit.DIFFERENT)
+            click.echo("no drift")
+            return
+        result = run_apply(Path(outdir), target, jobs=jobs, ssh=ssh, sign=sign_for_bundle, confirm=_confirmer(yes))
+    except UsageError as exc:
+        fail_usage(str(exc))
+    except Exception as exc:  # ApplyError, RemoteError: one sentence, no traceback
+        if type(exc).__name__ not in ("ApplyError", "RemoteError", "SecretError", "ValueError"):
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.FAILED)
+    for failure in result.failures:
+        click.echo(f"error: {failure}", err=True)
+    changed = sorted(ip for ip, c in result.changed.items() if c)
+    click.echo(
+        f"{len(result.changed)} host(s): {len(changed)} changed" + (f" ({', '.join(changed)})" if changed else "")
+    )
+    if result.failures:
+        sys.exit(Exit.FAILED)
+
+
+def _confirmer(yes: bool):
+    """Shows what an apply would remove, then asks (or, without a terminal and --yes, refuses: exit 2)."""
+
+    def confirm(removals) -> bool:
+        for removal in removals:
+            click.echo(f"{removal.host}: {removal.summary()}")
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to remove the above without --yes, as there is no terminal to confirm on")
+        return click.confirm("Remove these modules from these hosts?")
+
+    return confirm
+
+
+@main.command()
+@OUTDIR
+@click.argument("host")
+def forget(outdir, host):
+    """Drop the retirement manifest of HOST, a host removed from the inventory, once `sty apply` cleaned it."""
+    from sty.compiler.build import LOCK_TIMEOUT
+    from sty.compiler.retire import forget as run_forget
+
+    try:
+        run_forget(Path(outdir), host, LOCK_TIMEOUT)
+    except UsageError as exc:
+        fail_refused(exc)
+    except OSError as exc:
+        fail_os(exc)
+    click.echo(f"{host}: forgotten ({Path(outdir) / host}.yml removed)")
+
+
+@main.command()
+@OUTDIR
+@click.argument("target", default="all")
+@SSH_CONFIG
+def verify(outdir, target, ssh_config):
+    """Prove the applied state with pytest-testinfra (files, units, ports, behaviour)."""
+    from sty.apply.bundle import ApplyError
+    from sty.apply.remote import SshOptions
+    from sty.apply.verify import verify as run_verify
+
+    try:
+        code = run_verify(Path(outdir), target, SshOptions.from_env(config=ssh_config))
+    except UsageError as exc:
+        fail_usage(str(exc))
+    except ApplyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.FAILED)
+    if code == 0:
+        click.echo(f"verified: every check passed on {target}")
+    sys.exit(Exit.OK if code == 0 else Exit.FAILED)
+
+
+@main.command()
+@OUTDIR
+@click.argument("cluster")
+@click.option("--to", "to", default=None, metavar="MEMBER", help="The replica to promote (default: best one).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@SSH_CONFIG
+def switchover(outdir, cluster, to, yes, ssh_config):
+    """Hand CLUSTER's leadership to a healthy replica through Patroni (a synchronous standby, else the least
+    lag) and wait until the new leader serves."""
+    from sty.apply.bundle import ApplyError
+    from sty.apply.remote import RemoteError, SshOptions
+    from sty.apply.switchover import Switchover
+
+    try:
+        job = Switchover.prepare(Path(outdir), cluster, to, SshOptions.from_env(config=ssh_config))
+    except UsageError as exc:
+        fail_usage(str(exc))
+    if not yes and not sys.stdin.isatty():
+        fail_usage(f"{cluster}: refusing to switch over without --yes, as there is no terminal to confirm on")
+    try:
+        job.inspect()
+        if not yes and not click.confirm(f"{cluster}: switch over {job.leader} -> {job.candidate}?"):
+            fail_usage(f"{cluster}: not confirmed; nothing was changed")
+        seconds = job.run()
+    except UsageError as exc:
+        fail_usage(str(exc))
+    except (ApplyError, RemoteError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.FAILED)
+    finally:
+        job.close()
+    click.echo(f"{cluster}: {job.leader} -> {job.candidate} in {seconds:.1f}s")
+
+
+@main.command()
+@OUTDIR
+@click.argument("host")
+@click.option("--facts", "facts_dir", default="facts", show_default=True, help="Where facts/<host>.yml is written.")
+@SSH_CONFIG
+def facts(outdir, host, facts_dir, ssh_config):
+    """Gather CPU, memory and disk of HOST over SSH into facts/<host>.yml."""
+    from sty.apply.bundle import ApplyError
+    from sty.apply.facts import gather
+    from sty.apply.remote import RemoteError, SshOptions
+
+    try:
+        path = gather(Path(outdir), host, Path(facts_dir), SshOptions.from_env(config=ssh_config))
+    except (RemoteError, ApplyError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(Exit.FAILED)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@OUTDIR
+@LIMIT
+@click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(1, 64), help="Hosts checked at once.")
+@click.option("-v", "--verbose", is_flag=True, help="Also list the checks that passed.")
+def lint(outdir, target, jobs, verbose):
+    """Judge every host bundle with the real programs, each host in a private network namespace (root).
+    Exit 3 when a check fails."""
+    from sty.apply.checks.systemd import PLATFORM_ENV
+    from sty.apply.lint import run as run_lint
+    from sty.compiler.platform import program_packages
+
+    os.environ[PLATFORM_ENV] = json.dumps(program_packages())  # the checkers' view of the platform table
+    try:
+        code = run_lint(Path(outdir), target, jobs=jobs, verbose=verbose, echo=lambda s: click.echo(s, nl=False))
+    except UsageError as exc:
+        fail_usage(str(exc))
+    sys.exit(code)
