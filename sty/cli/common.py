@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -38,6 +39,11 @@ ALLOW_UPGRADE = click.option(
 LIMIT = click.option("--limit", "target", default=None, help="Only this TARGET: host, cluster, group or all.")
 
 
+def problems_json(report: Report) -> list[dict[str, str]]:
+    """The report's problems as data (`--json`): severity, inventory path, sentence."""
+    return [{"severity": p.severity, "path": p.path, "message": p.message} for p in report.sorted()]
+
+
 def print_report(report: Report, quiet_notes: bool = False) -> None:
     for problem in report.sorted():
         if quiet_notes and problem.severity == "note":
@@ -45,19 +51,26 @@ def print_report(report: Report, quiet_notes: bool = False) -> None:
         click.echo(str(problem), err=True)
 
 
-def compile_inventory(inventory: str, facts_dir: str | None, strict: bool):
+def compile_inventory(inventory: str, facts_dir: str | None, strict: bool, *, json_out: bool = False):
+    """The compiled fleet, its problems printed; exit 2 with every error when the inventory is invalid.
+    With `json_out` nothing is printed as text: an invalid inventory prints `{"valid": false, "problems": [...]}`
+    on stdout, and the caller prints the problems of a valid one with its own document."""
     from sty.compiler.pipeline import compile_fleet
 
     try:
         compiled = compile_fleet(inventory, facts_dir, strict=strict)
     except InventoryError as exc:
+        if json_out:
+            click.echo(json.dumps({"valid": False, "problems": problems_json(exc.report)}, indent=2))
+            sys.exit(Exit.INVALID)
         print_report(exc.report)
         n = len(exc.report.errors)
         click.echo(f"{inventory}: {n} error(s); nothing was written", err=True)
         sys.exit(Exit.INVALID)
     except OSError as exc:  # a facts or secrets file that cannot be read
         fail_os(exc)
-    print_report(compiled.report)
+    if not json_out:
+        print_report(compiled.report)
     return compiled
 
 
