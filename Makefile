@@ -68,10 +68,11 @@ testbed: $(VENV)/.installed
 testbed-down: $(VENV)/.installed
 	$(PY) tests/testbed down --inventory $(TESTBED_INV)
 
-# ship bundles: `make apply HOST=10.10.10.11` (or a cluster, a group, all); OUT=build/testbed/outputs for the testbed
+# ship bundles: `make apply HOST=10.10.10.11` (or a cluster, a group, all); OUT=build/testbed/outputs for the testbed.
+# It shows the plan and asks; YES=1 applies it without asking (a script, a CI job: no terminal to ask on)
 OUT ?= outputs
 apply: $(VENV)/.installed
-	$(STY) apply -o $(OUT) $(or $(HOST),all)
+	$(STY) apply -o $(OUT) $(if $(YES),--yes) $(or $(HOST),all)
 
 e2e: $(VENV)/.installed
 	$(PY) -m pytest -q -m e2e
@@ -80,8 +81,9 @@ e2e: $(VENV)/.installed
 faults: $(VENV)/.installed
 	$(PY) -m pytest -q -m faults
 
+# where the time goes, per phase and per host (about 10 min); `make bench BENCH_ARGS=--quick` for 100 and 1000 hosts
 bench: $(VENV)/.installed
-	$(PY) tests/bench.py
+	$(PY) tests/bench.py $(BENCH_ARGS)
 
 # docs/compatibility.md's "Differences from Pigsty" section, generated from docs/pigsty-differences.yml
 .PHONY: compat-doc

@@ -7,7 +7,7 @@ cluster started from the etcd members' bundles in the same directory (else a TCP
 each endpoint), and etcd gets its cluster's other members. So no check can send a packet anywhere else.
 
 Exit codes: 0 every check passed (skips are listed), 3 a check failed, 2 usage (not root, no bundles,
-unknown --limit target).
+unknown --limit target). `--json` prints the same results as one document (`as_json`), with the same exit codes.
 """
 
 from __future__ import annotations
@@ -161,6 +161,18 @@ def summary(all_results: dict[str, list[CheckResult]], seconds: float) -> str:
     return out
 
 
+def as_json(all_results: dict[str, list[CheckResult]]) -> dict:
+    """Per host, per check: checker, files, status (pass, fail, skip), the program's output and the reason."""
+    total = [r for rs in all_results.values() for r in rs]
+    counts = {"passed": PASS, "failed": FAIL, "skipped": SKIP}
+    return {
+        "hosts": [
+            {"host": ip, "checks": [asdict(r) | {"files": list(r.files)} for r in rs]} for ip, rs in all_results.items()
+        ],
+        "totals": {name: sum(r.status == status for r in total) for name, status in counts.items()},
+    }
+
+
 def _lookup_packages(manifests: list[dict]) -> None:
     """One `apt-cache policy` for every package the bundles name, handed to the workers (the systemd checker
     asks whether a missing program's package can be installed here)."""
@@ -180,8 +192,16 @@ def _pg_templates(manifests: list[dict]):
     return shared_templates() if wanted else contextlib.nullcontext()
 
 
-def run(outdir: Path, target: str | None = None, jobs: int = 2, verbose: bool = False, echo=sys.stdout.write) -> int:
-    """Lint the bundles of `outdir` (hosts matching `target`); `echo` receives newline-terminated text."""
+def run(
+    outdir: Path,
+    target: str | None = None,
+    jobs: int = 2,
+    verbose: bool = False,
+    echo=sys.stdout.write,
+    json_out: bool = False,
+) -> int:
+    """Lint the bundles of `outdir` (hosts matching `target`); `echo` receives newline-terminated text: the report,
+    or with `json_out` one JSON document."""
     if os.geteuid() != 0:
         raise UsageError(
             "sty lint needs root: it runs each host's checks in a private network namespace and starts "
@@ -197,8 +217,9 @@ def run(outdir: Path, target: str | None = None, jobs: int = 2, verbose: bool = 
         futures = {ip: pool.submit(lint_host, outdir, ip, manifests[ip], hosts) for ip in chosen}
         for ip, fut in futures.items():  # reported in address order
             results[ip] = fut.result()
-            echo(host_report(ip, results[ip], verbose))
-    echo(summary(results, time.monotonic() - start))
+            if not json_out:
+                echo(host_report(ip, results[ip], verbose))
+    echo(json.dumps(as_json(results), indent=2) + "\n" if json_out else summary(results, time.monotonic() - start))
     return Exit.FAILED if any(r.status == FAIL for rs in results.values() for r in rs) else Exit.OK
 
 

@@ -82,6 +82,16 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def applied_entry(entry: FileEntry, data: bytes) -> dict[str, Any]:
+    """What the record keeps of an applied file: module, kind, checksum, and the units that read it (for its removal
+    to reload them: HAProxy and its conf.d). The first pass compares it with the host's record to see a stale one."""
+    out: dict[str, Any] = {"module": entry.module, "kind": entry.kind, "sha256": sha256(data)}
+    readers = sorted({a.unit for a in entry.actions if a.action in ("reload", "restart") and a.unit})
+    if readers:
+        out["reload"] = readers
+    return out
+
+
 def changed_files(entries: list[FileEntry], desired: dict[str, bytes], live: dict[str, LiveFile]) -> list[FileChange]:
     """Files whose content, owner or mode differ from what the bundle wants (blocks: content only)."""
     out = []

@@ -1,13 +1,13 @@
 """`sty apply`: ship bundles to their hosts, phase by phase, activating only what changed.
 
 Reads only the bundle directory (manifests and files), the secret store and the CA; never the
-inventory. Per host and module phase: stage (substituted files + agent, rsync), host checks on the
-staged files, install changed files with backups, activate, health-check, and on failure restore the
-backups, re-activate and stop with the program's own error. Steps a module defers (a rolling restart) run
-after every wave of the phase succeeded, one host at a time. A record on each host says what was
+inventory. First every host is read without changing it (apply/preview.py) and the plan of the whole run is
+confirmed. Then, on the hosts with something to do, per host and module phase: stage (substituted files + agent,
+rsync), host checks on the staged files, install changed files with backups, activate, health-check, and on
+failure restore the backups, re-activate and stop with the program's own error. Steps a module defers (a rolling
+restart) run after every wave of the phase succeeded, one host at a time. A record on each host says what was
 applied, so the next run (and `--check`) can see drift and files to remove. Modules the record lists and the
-manifest does not (a host that left a cluster, or the inventory) are removed after every phase, once confirmed
-(apply/remove.py).
+manifest does not (a host that left a cluster, or the inventory) are removed after every phase (apply/remove.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import shlex
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,13 +24,16 @@ from typing import Any
 
 from sty import contract
 from sty.contract.exits import UsageError
+from sty.contract.plan import Plan
 from sty.contract.store import read_store
 
 from . import plan as P
+from . import preview as V
 from . import remove as R
 from .bundle import CA_PATH, ApplyError, Bundle, Signer, select_hosts
 from .handlers import action_handler, member_name, removal_hooks, together_when_new, waves
 from .phase import run_phase, split_deferred
+from .progress import Printer, count
 from .remote import AGENT, REMOTE_ROOT, Remote, RemoteError, SshOptions
 
 __all__ = ["ApplyError", "ApplyResult", "Bundle", "HostRun", "Printer", "apply", "select_hosts"]
@@ -73,6 +75,8 @@ class HostRun:
     desired: dict[str, bytes] = field(default_factory=dict)
     live: dict[str, P.LiveFile] = field(default_factory=dict)
     record: dict | None = None
+    look: V.Look | None = None  # what the first pass read; the phases start from it
+    rendered: bool = False
     staged: bool = False
     applied: dict[str, dict] = field(default_factory=dict)
     changed_any: bool = False
@@ -96,12 +100,19 @@ class HostRun:
         self.printer(self.ip, message)
 
     # staging ---------------------------------------------------------------------------------
+    def render(self) -> None:
+        """Every file as the host must have it: secrets put in, certificates signed (done once, locally)."""
+        if self.rendered:
+            return
+        certificates = self.bundle.certificates(self.sign)  # adds their entries to the manifest
+        self.desired = self.bundle.desired(self.values, skip=certificates) | certificates
+        self.rendered = True
+
     def stage(self) -> None:
         """Substituted files, certificates and the agent, mirrored to /var/lib/sty/stage on the host."""
         if self.staged:
             return
-        certificates = self.bundle.certificates(self.sign)  # adds their entries to the manifest
-        self.desired = self.bundle.desired(self.values, skip=certificates) | certificates
+        self.render()
         with tempfile.TemporaryDirectory(prefix="sty-stage-") as tmp:
             root = Path(tmp)
             for path, data in self.desired.items():
@@ -124,36 +135,32 @@ class HostRun:
         self.remote.run(f"chmod 700 {REMOTE_ROOT} {REMOTE_ROOT}/stage")
         self.staged = True
 
-    def prepare(self) -> None:
-        """Packages, OS users and directories the manifest lists (idempotent)."""
-        pkgs = self.manifest.packages
-        if pkgs:
-            quoted = " ".join(shlex.quote(p) for p in pkgs)
-            check = self.remote.run(f"dpkg-query -W -f='${{Package}} ${{Status}}\\n' {quoted}", check=False)
-            installed = {line.split()[0] for line in check.stdout.splitlines() if line.endswith("install ok installed")}
-            missing = [p for p in pkgs if p not in installed]
-            if missing:
-                self.log(f"installing packages: {' '.join(missing)}")
-                manager = self.manifest.package_manager
-                cmd = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q" if manager == "apt" else "dnf install -y"
-                self.remote.run(f"{cmd} {' '.join(shlex.quote(p) for p in missing)}", timeout=1800)
+    def needs(self) -> V.Needs:
+        return self.look.needs if self.look is not None else V.probe(self.remote, self.manifest)
+
+    def prepare(self) -> bool:
+        """Packages, OS users and directories the manifest lists (idempotent); whether it changed anything."""
+        missing = self.needs().packages
+        if missing:
+            self.log(f"installing {count(len(missing), 'package')}: {' '.join(missing)}")
+            manager = self.manifest.package_manager
+            cmd = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q" if manager == "apt" else "dnf install -y"
+            self.remote.run(f"{cmd} {' '.join(shlex.quote(p) for p in missing)}", timeout=1800)
         users = [u.to_dict() for u in self.manifest.users]
         directories = [d.to_dict() for d in self.manifest.directories]
         answer = self.remote.agent("ensure", {"users": users, "directories": directories})
         if answer["changed"]:
             self.log("created " + ", ".join(answer["changed"]))
+        return bool(missing or answer["changed"])
 
-    def read_record(self) -> dict | None:
-        """The record of the previous apply, read before anything is written to the host (the agent goes in the
-        command line), so that what would be removed is known, and confirmed, before any phase runs."""
-        record = self.remote.agent("inspect", {"files": []}, staged=False).get("record")
-        return record if isinstance(record, dict) else None
-
-    def inspect(self) -> None:
+    def inspect(self, staged: bool = True) -> None:
+        """Checksum, owner and mode of every managed path, and the record of the previous apply. Unstaged, the
+        agent goes in the command line: the first pass writes nothing to the host."""
         files = [{"path": f.path, "kind": f.kind} for f in self.manifest.files]
-        answer = self.remote.agent("inspect", {"files": files})
+        answer = self.remote.agent("inspect", {"files": files}, staged=staged)
         self.live = {p: P.LiveFile.from_agent(s) for p, s in answer["files"].items()}
-        self.record = answer.get("record")
+        record = answer.get("record")
+        self.record = record if isinstance(record, dict) else None
 
     def running(self, units: list[str]) -> dict[str, bool]:
         if not units:
@@ -190,6 +197,12 @@ class HostRun:
             if r["status"] == "skip":
                 self.log(f"{module}: check {r['checker']} skipped: {r['reason']}")
 
+    def unit_states(self, units: list[str]) -> dict[str, bool]:
+        """As `running`, from what the first pass read while nothing has touched the host since."""
+        if self.look is not None and not self.staged:
+            return {u: self.look.running.get(u, False) for u in units}
+        return self.running(units)
+
     def apply_module(self, module: str) -> P.ModulePlan:
         plan = self.plan(module)
         if not plan.changes_anything:
@@ -197,14 +210,16 @@ class HostRun:
             return plan
         self.changed_any = True
         started = time.monotonic()
-        self.log(f"{module}: {plan.summary()}")
+        files = count(len(plan.install), "file")
         if plan.install:
+            self.log(f"{module}: checking {files} with the host's programs")
             try:
                 self.host_checks(module)
             except (RemoteError, ApplyError) as exc:
                 raise ApplyError(f"{self.ip}: {exc}") from None
         try:
             if plan.install:
+                self.log(f"{module}: installing {files}")
                 self.remote.agent(
                     "install",
                     {
@@ -218,12 +233,14 @@ class HostRun:
                     },
                 )
             if plan.remove:
+                self.log(f"{module}: removing {count(len(plan.remove), 'file')}")
                 self.remote.agent("remove", {"run_id": f"{self.run_id}-{module}", "files": plan.remove})
             now, later = split_deferred(plan.steps)
             for step in now:
+                self.log(f"{module}: activating {step}")
                 self._activate(step, module)
             self.health(module)
-            self.log(f"{module}: done in {time.monotonic() - started:.1f}s")
+            self.log(f"{module}: healthy in {time.monotonic() - started:.1f}s")
         except (RemoteError, ApplyError) as exc:
             self._rollback(module, plan)
             raise ApplyError(f"{self.ip}: {module}: {exc}") from None
@@ -236,7 +253,7 @@ class HostRun:
     def run_deferred(self, step: P.Step, module: str) -> None:
         """A deferred step: the files are installed and healthy, so a failure rolls nothing back."""
         started = time.monotonic()
-        self.log(f"{module}: {step} started")
+        self.log(f"{module}: activating {step}")
         try:
             self._activate_step(step, module)
         except (RemoteError, ApplyError) as exc:
@@ -248,15 +265,7 @@ class HostRun:
 
     def _remember(self, module: str) -> None:
         for entry in self.manifest.files_of(module):
-            self.applied[entry.path] = {
-                "module": module,
-                "kind": entry.kind,
-                "sha256": P.sha256(self.desired[entry.path]),
-            }
-            # the units that read the file, for its removal to reload them (HAProxy and its conf.d)
-            readers = sorted({a.unit for a in entry.actions if a.action in ("reload", "restart") and a.unit})
-            if readers:
-                self.applied[entry.path]["reload"] = readers
+            self.applied[entry.path] = P.applied_entry(entry, self.desired[entry.path])
 
     def _activate(self, step: P.Step, module: str) -> None:
         try:
@@ -286,15 +295,15 @@ class HostRun:
         else:
             raise ApplyError(f"no handler for the action {step.kind}: this sty cannot apply the bundle")
 
-    def disable_conflicts(self) -> None:
-        """Units a distribution package starts that would hold our ports (Debian's redis-server ...)."""
-        units = sorted({str(u) for v in self.manifest.identity.values() for u in v.get("disable_units", [])})
+    def disable_conflicts(self) -> bool:
+        """Units a distribution package starts that would hold our ports (Debian's redis-server ...), as the first
+        pass found them, and any the packages just installed started; whether there were any."""
+        units = V.probe(self.remote, self.manifest).conflicts if self.needs().packages else self.needs().conflicts
         for unit in units:
-            state = self.remote.run(f"systemctl is-enabled {shlex.quote(unit)}", check=False).stdout.strip()
-            if state not in ("masked", "not-found", ""):
-                self.remote.run(f"systemctl disable --now {shlex.quote(unit)}", check=False)
-                self.remote.run(f"systemctl mask {shlex.quote(unit)}", check=False)
-                self.log(f"disabled {unit} (it would hold our ports)")
+            self.remote.run(f"systemctl disable --now {shlex.quote(unit)}", check=False)
+            self.remote.run(f"systemctl mask {shlex.quote(unit)}", check=False)
+            self.log(f"disabled {unit} (it would hold our ports)")
+        return bool(units)
 
     def health(self, module: str) -> None:
         for unit in [u for u in self.manifest.units if u.module == module]:
@@ -345,6 +354,8 @@ class HostRun:
             p: e for p, e in previous.items() if e.get("module") not in {x["module"] for x in self.applied.values()}
         }
         files.update(self.applied)
+        if files != previous:  # a record brought up to date is a change the plan showed
+            self.changed_any = True
         self._record(files)
 
     def _record(self, files: dict[str, dict]) -> None:
@@ -404,20 +415,7 @@ class HostRun:
 class ApplyResult:
     changed: dict[str, bool]
     failures: list[str]
-
-
-class Printer:
-    """Live progress: one line per event, prefixed with the host; safe across threads."""
-
-    def __init__(self, quiet: bool = False):
-        self.lock = threading.Lock()
-        self.quiet = quiet
-
-    def __call__(self, host: str, message: str) -> None:
-        if self.quiet:
-            return
-        with self.lock:
-            print(f"[{host}] {message}", flush=True)
+    plan: Plan = field(default_factory=Plan)  # what the first pass found to do (shown before anything changed)
 
 
 def _all_new(module: str, plan_waves: list[list[str]], runs: dict[str, HostRun]) -> bool:
@@ -425,38 +423,28 @@ def _all_new(module: str, plan_waves: list[list[str]], runs: dict[str, HostRun])
     for ip in (ip for wave in plan_waves for ip in wave):
         units = runs[ip].manifest.units_of(module)
         try:
-            if any(runs[ip].running(units).values()):
+            if any(runs[ip].unit_states(units).values()):
                 return False
         except RemoteError:
             return False  # the phase itself will say what is wrong with the host
     return True
 
 
-# shown the removals a run would make (hosts in address order); says whether to go on
-Confirm = Callable[[list[R.Removal]], bool]
+# shown the plan of a run (never an empty one); says whether to go on
+Confirm = Callable[[V.Preview], bool]
 
 
-def plan_removals(
-    runs: dict[str, HostRun], pool: ThreadPoolExecutor, log: Callable[[str, str], None]
-) -> tuple[list[R.Removal], list[str], set[str]]:
-    """Read every host's record (in parallel, writing nothing) and decide what would be removed. A retired host
-    that cannot be read is a failure naming it; another host's is left to its first phase, which reports it.
-    Returns the removals, the failures and the hosts that failed."""
-    futures = {ip: pool.submit(run.read_record) for ip, run in runs.items()}
-    records: dict[str, dict | None] = {}
-    failures: list[str] = []
-    failed: set[str] = set()
-    for ip, fut in futures.items():
-        try:
-            records[ip] = fut.result()
-        except (RemoteError, ApplyError) as exc:
-            if runs[ip].manifest.retired:
-                failures.append(f"{ip}: the retired host cannot be reached, so nothing was removed from it: {exc}")
-                failed.add(ip)
-                log(ip, f"FAILED: {failures[-1]}")
-    manifests = {ip: run.manifest for ip, run in runs.items()}
-    order = R.declared_order(manifests.values())
-    return R.plan_removals(records, manifests, order), failures, failed
+def _first_touch(run: HostRun) -> None:
+    """Stage, prepare, and read the files again only when preparing may have changed them (a package installing
+    its default configuration, or starting its unit)."""
+    if run.staged:
+        return
+    run.stage()
+    touched = run.prepare()
+    touched = run.disable_conflicts() or touched
+    if touched:
+        run.changed_any = True
+        run.inspect()
 
 
 def apply(
@@ -468,8 +456,9 @@ def apply(
     sign: Signer | None = None,
     confirm: Confirm | None = None,
 ) -> ApplyResult:
-    """Every phase on the hosts of TARGET (retired hosts included), then the removals `confirm` accepted (None:
-    accepted); a refusal raises UsageError before anything changed on any host."""
+    """Read every host of TARGET (retired hosts included) and plan; `confirm` sees a plan with something to do
+    (None: accepted), and a refusal raises UsageError before anything changed on any host. Then every phase on
+    the hosts with something to do, then the removals."""
     outdir = Path(outdir)
     ssh = ssh or SshOptions.from_env()
     log = log or Printer()
@@ -481,53 +470,54 @@ def apply(
         ip: HostRun(b, Remote.from_manifest(b.manifest, ssh), values, run_id, log, sign) for ip, b in bundles.items()
     }
     phases = P.phases({ip: b.manifest for ip, b in bundles.items() if not b.manifest.retired})
-    failures: list[str] = []
     failed: set[str] = set()
-
-    def first_touch(run: HostRun) -> None:
-        if run.staged:
-            return
-        run.stage()
-        run.prepare()
-        run.disable_conflicts()
-        run.inspect()
-
+    phase_failed = False
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            removals, dark, unreachable = plan_removals(runs, pool, log)
-            if removals and confirm is not None and not confirm(removals):
-                raise UsageError("the removals were not confirmed; nothing was changed")
-            for phase in phases:
+            log.stage("plan")
+            preview = V.look_all(runs, pool, log, R.declared_order(b.manifest for b in bundles.values()))
+            failures = list(preview.failures)
+            unread = {ip for ip, run in runs.items() if run.look is None}
+            if preview.blocked:
+                return ApplyResult({ip: False for ip in runs}, failures, preview.plan)
+            if preview.plan.changed and confirm is not None and not confirm(preview):
+                raise UsageError("the plan was not confirmed; nothing was changed")
+            for index, phase in enumerate(phases, 1):
                 manifests = {ip: b.manifest for ip, b in bundles.items() if ip not in failed}
-
-                def one(ip: str, phase=phase) -> None:
-                    run = runs[ip]
-                    first_touch(run)
-                    run.apply_module(phase)
-
                 plan_waves = waves(phase, manifests)
                 if len(plan_waves) > 1 and together_when_new(phase) and _all_new(phase, plan_waves, runs):
                     plan_waves = [[ip for wave in plan_waves for ip in wave]]
+                plan_waves = [w for w in ([ip for ip in wave if ip in preview.pending] for wave in plan_waves) if w]
+                if not plan_waves:
+                    continue
+                log.stage(f"{index}/{len(phases)}")
+
+                def one(ip: str, phase=phase) -> None:
+                    _first_touch(runs[ip])
+                    runs[ip].apply_module(phase)
+
                 said, lost = run_phase(phase, plan_waves, lambda ip, f=one: pool.submit(f, ip), runs, log)
                 failures += said
                 failed |= lost
-                if failures:
+                if said:
+                    phase_failed = True
                     break
         for ip, run in runs.items():
             if ip not in failed and run.staged:
                 run.write_record()
-        if removals and failures:
-            for removal in removals:
+        log.stage("remove")
+        if preview.removals and phase_failed:
+            for removal in preview.removals:
                 log(removal.host, f"{removal.module}: not removed: a phase failed, so other hosts may still use it")
-        elif removals:
-            said, lost = R.run_removals(removals, runs, log)
+        elif preview.removals:
+            said, lost = R.run_removals(preview.removals, runs, log)
             failures += said
             failed |= lost
-        failures += dark
+        log.stage("done")
         for ip, run in runs.items():
-            if ip not in failed | unreachable and (run.staged or run.manifest.retired):
+            if ip not in failed | unread:
                 log(ip, "changed" if run.changed_any else "no change")
     finally:
         for run in runs.values():
             run.remote.close()
-    return ApplyResult({ip: r.changed_any for ip, r in runs.items()}, failures)
+    return ApplyResult({ip: r.changed_any for ip, r in runs.items()}, failures, preview.plan)

@@ -1,4 +1,4 @@
-"""`sty build` and `sty diff`: render targets, compare with outputs/, write what changed.
+"""`sty build`: render targets, compare with outputs/, write what changed (`sty diff` is compiler/diff.py).
 
 Incremental: `.sty/<outdir>/state.json` remembers each host's input digest and the size and
 mtime of the files written for it; a host whose inputs and files are unchanged is not rendered.
@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sty.contract.actions import ACTIONS
 from sty.contract.exits import UsageError
 from sty.contract.manifest import MAX_MANIFEST_BYTES
 
@@ -30,7 +30,7 @@ from .manifest import manifest_text
 from .modules import all_modules
 from .pipeline import Compiled, input_digest, render_host, resolve_target
 from .render import RenderError
-from .retire import IMPACT, retirement_tree, was_retired
+from .retire import retirement_tree
 from .schema import code_digest
 from .secrets import read_store, store_dir, write_store
 from .writer import (
@@ -39,13 +39,11 @@ from .writer import (
     UnsafeTree,
     WriteStats,
     existing_hosts,
-    host_contents,
     host_tree,
     locked,
     manifest_files,
     open_private,
     remove_host,
-    unified,
     write_host,
     write_private,
 )
@@ -145,6 +143,29 @@ def _unchanged(outdir: Path, entry: dict) -> bool:
         if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_mtime_ns != mtime:
             return False
     return bool(entry.get("files"))
+
+
+def unchanged_hosts(
+    compiled: Compiled,
+    outdir: Path,
+    targets: list[str],
+    old_hosts: dict,
+    same: Callable[[Path, str, dict], bool] | None = None,
+) -> tuple[dict[str, str], set[str]]:
+    """Each target's input digest, and the targets whose inputs and files are what the last build recorded
+    (`same(outdir, ip, entry)`, by default the recorded stamps): their outputs are what a render would write, so
+    build and diff skip them."""
+    code = code_digest()
+    digests = {ip: input_digest(compiled.fleet.hosts[ip], compiled, code) for ip in targets}
+    same = same or (lambda out, _ip, entry: _unchanged(out, entry))
+    skip = {
+        ip
+        for ip in targets
+        if isinstance(old_hosts.get(ip), dict)
+        and old_hosts[ip].get("inputs") == digests[ip]
+        and same(outdir, ip, old_hosts[ip])
+    }
+    return digests, skip
 
 
 def check_output_dir(outdir: Path, inventory: str) -> None:
@@ -256,16 +277,9 @@ def build(
         old_hosts = (state or {}).get("hosts", {})
         if not isinstance(old_hosts, dict):
             old_hosts = {}
-        code = code_digest()
-        digests = {ip: input_digest(compiled.fleet.hosts[ip], compiled, code) for ip in targets}
-        skip = {
-            ip
-            for ip in targets
-            if use_cache
-            and isinstance(old_hosts.get(ip), dict)
-            and old_hosts[ip].get("inputs") == digests[ip]
-            and _unchanged(outdir, old_hosts[ip])
-        }
+        digests, skip = unchanged_hosts(compiled, outdir, targets, old_hosts)
+        if not use_cache:
+            skip = set()
         rendered = render_targets(
             compiled, targets, skip
         )  # before the output directory is made: an error writes nothing
@@ -331,113 +345,6 @@ def write_state(outdir: Path, hosts: dict) -> None:
         write_private(store_dir(outdir), "state.json", text.encode())
 
 
-@dataclass
-class DiffResult:
-    diffs: list[str]
-    impact: dict[str, list[str]]  # ip -> human summary lines
-    foreign: dict[str, list[str]] = field(default_factory=dict)  # ip -> files sty did not write (left alone)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.diffs)
-
-
-def diff(compiled: Compiled, outdir: Path, target: str | None = None, allow_upgrade: bool = False) -> DiffResult:
-    """What a build would change, file by file. A file sty did not write is not a change (a build leaves it
-    where it is and apply never ships it): it is listed apart, so the reviewer knows it is not part of the bundle."""
-    targets = resolve_target(compiled.fleet, target)
-    rendered = render_targets(compiled, targets)
-    old_hosts = (read_state(outdir) or {}).get("hosts", {})
-    old_hosts = old_hosts if isinstance(old_hosts, dict) else {}
-    if not allow_upgrade:
-        refuse_pin_changes(compiled, rendered, outdir, old_hosts)
-    result = DiffResult([], {})
-    for ip in targets:
-        desired = rendered.trees[ip]
-        current = host_contents(outdir, ip)
-        owned = _owned(ip, old_hosts, current)
-        actions: set[str] = set()
-        changed = _diff_files(ip, current, desired, owned, result)
-        for rel in changed:
-            for name in rendered.actions[ip].get(rel, []):
-                actions.add(_plan_name(name, rendered.identity.get(ip, {}), current.get(rel), desired.get(rel)))
-        changed_files = len(changed)
-        if changed_files:
-            shown = sorted(a for a in actions if a != "none") or ["no activation"]
-            result.impact[ip] = [f"{changed_files} file(s) change", *shown]
-    if target in (None, "", "all"):
-        for ip in sorted(existing_hosts(outdir) - set(compiled.fleet.hosts)):
-            _diff_gone(outdir, ip, old_hosts, result)
-    return result
-
-
-def _diff_files(
-    ip: str, current: dict[str, bytes], desired: dict[str, bytes], owned: set[str], result: DiffResult
-) -> list[str]:
-    """Add the unified diff of every file that differs to `result`; files sty did not write are listed apart
-    (never a change). Returns the changed files."""
-    changed = []
-    for rel in sorted(set(desired) | set(current)):
-        old, new = current.get(rel), desired.get(rel)
-        if old == new:
-            continue
-        if new is None and rel not in owned:
-            result.foreign.setdefault(ip, []).append(rel)
-            continue
-        changed.append(rel)
-        result.diffs.append(unified(rel, old, new))
-    return changed
-
-
-def _diff_gone(outdir: Path, ip: str, old_hosts: dict, result: DiffResult) -> None:
-    """A host gone from the inventory: its bundle files go, its manifest becomes a retirement manifest."""
-    found = host_tree(outdir, ip)
-    current = {rel: f.content for rel, f in found.items()}
-    owned = _owned(ip, old_hosts, current)
-    desired = retirement_tree(outdir, ip, found, owned)
-    if not _diff_files(ip, current, desired, owned, result):
-        return
-    if desired and not was_retired(outdir, ip, found.get(f"{ip}.yml")):
-        result.impact[ip] = [IMPACT]
-    elif desired:
-        result.impact[ip] = ["retired host: its retirement manifest changes"]
-    else:
-        result.impact[ip] = ["host removed from the inventory: its files would be deleted (no manifest to retire)"]
-
-
-def _plan_name(action: str, identity: dict[str, Any], old: bytes | None, new: bytes | None) -> str:
-    """An action as the impact line says it: by its plan name with the settings that changed, where the contract
-    gives one (`rolling restart of pg-test: max_connections`), else by its name."""
-    spec = ACTIONS.get(action.split(" ", 1)[0])
-    if spec is None:
-        return action
-    if old is None and not spec.on_first_install:
-        return "none"
-    if spec.plan is None:
-        return action
-    try:
-        label = spec.plan.format_map(identity)
-    except (KeyError, IndexError, TypeError, ValueError):
-        return action
-    keys = _changed_keys(old, new)
-    return f"{label}: {', '.join(keys)}" if keys else label
-
-
-def _changed_keys(old: bytes | None, new: bytes | None) -> list[str]:
-    """The top-level keys whose values differ between two YAML mappings (a new file: all of them)."""
-    import yaml
-
-    def mapping(data: bytes | None) -> dict:
-        try:
-            doc = yaml.load(data, Loader=yaml.CSafeLoader) if data else {}
-        except yaml.YAMLError:
-            return {}
-        return doc if isinstance(doc, dict) else {}
-
-    before, after = mapping(old), mapping(new)
-    return sorted(str(k) for k in set(before) | set(after) if before.get(k) != after.get(k))
-
-
 def refuse_pin_changes(compiled: Compiled, rendered: Rendered, outdir: Path, old_hosts: dict) -> None:
     """A rendered host whose pinned identity (PostgreSQL's major version) differs from what outputs/ holds is an
     error at the parameter that changed it: an upgrade is a procedure, not a rebuild."""
@@ -483,11 +390,3 @@ def _manifest_pins(outdir: Path, ip: str, pins: dict[str, Any]) -> dict[str, Any
         if isinstance(identity.get(module), dict) and isinstance(identity[module].get(key), (int, str)):
             out[name] = identity[module][key]
     return out
-
-
-def _owned(ip: str, old_hosts: dict, current: dict[str, bytes]) -> set[str]:
-    """The files sty recorded writing for a host: the incremental state's record and the host's manifest."""
-    recorded = old_hosts.get(ip, {}).get("files", {}) if isinstance(old_hosts.get(ip), dict) else {}
-    manifest = current.get(f"{ip}.yml")
-    found = Found(manifest, len(manifest), 0) if manifest is not None else None
-    return set(recorded if isinstance(recorded, dict) else ()) | manifest_files(ip, found)

@@ -6,6 +6,7 @@ exactly where a value came from. It does not interpret parameters.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,30 @@ class Inventory:
     all_vars: VarsBlock
     groups: dict[str, Group]
     hosts: dict[str, HostDecl]
+    # where each key and item was written: for messages only, never part of a digest or the build cache
+    positions: Positions | None = field(default=None, repr=False, compare=False)
+
+
+# A mapping: key -> (line, column, what the value holds); a sequence: one such triple per item; a scalar: None.
+_Shape = dict[str, "tuple[int, int, _Shape]"] | list["tuple[int, int, _Shape]"] | None
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Where every mapping key and sequence item of the inventory file was written (1-based line and column),
+    found by inventory path. It is a tree shaped like the YAML node graph, not a table of expanded paths:
+    an alias shares its anchor's subtree, so its size follows the file (one small tuple per node), never
+    what aliases expand to."""
+
+    source: str
+    root: _Shape = None
+
+    def find(self, path: str) -> tuple[str, int, int] | None:
+        """(file, line, column) of `all.children.pg-test.vars.pg_users[0].name`, or None when that path was
+        not written in the file (a default, a derived value). Keys may hold dots (`10.10.10.11`), so every
+        split point is tried, the longest key first."""
+        found = _find(self.root, path) if path else None
+        return (self.source, found[0], found[1]) if found else None
 
 
 # An inventory arrives in a pull request and sty may run as root: its size, and what YAML aliases make of
@@ -77,6 +102,7 @@ class _InventoryLoader(_Loader):  # type: ignore[misc, valid-type]
         super().__init__(stream)
         self.source = source
         self.problems: list[tuple[str, str]] = []
+        self.positions = Positions(source)
 
     def get_single_data(self) -> Any:
         node = self.get_single_node()
@@ -89,7 +115,28 @@ class _InventoryLoader(_Loader):  # type: ignore[misc, valid-type]
             for where, message in self.problems:
                 report.error(where, message)
             raise InventoryError(report)
+        self.positions = Positions(self.source, self._shape(node, {}))
         return data
+
+    def _shape(self, node: Any, memo: dict[int, _Shape]) -> _Shape:
+        """The positions below one node, each node once (aliases share). Construction has already flattened
+        merge keys (`<<`) into the mapping, the merged pairs first, so a key written here wins as in the data.
+        Depth is bounded by `_measure`."""
+        if id(node) in memo:
+            return memo[id(node)]
+        shape: _Shape = None
+        if isinstance(node, yaml.MappingNode):
+            keys: dict[str, tuple[int, int, _Shape]] = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE:
+                    key = key_node.value if key_node.tag == _STR else str(self.construct_object(key_node))
+                    mark = key_node.start_mark
+                    keys[key] = (mark.line + 1, mark.column + 1, self._shape(value_node, memo))
+            shape = keys
+        elif isinstance(node, yaml.SequenceNode):
+            shape = [(n.start_mark.line + 1, n.start_mark.column + 1, self._shape(n, memo)) for n in node.value]
+        memo[id(node)] = shape
+        return shape
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if isinstance(node, yaml.MappingNode):
@@ -118,6 +165,34 @@ class _InventoryLoader(_Loader):  # type: ignore[misc, valid-type]
                     )
                 )
             first.setdefault(key, key_node)
+
+
+_INDEX = re.compile(r"\[([0-9]{1,9})\]")  # a list index as join_path writes it
+
+
+def _find(shape: _Shape, path: str) -> tuple[int, int] | None:
+    """(line, column) of the node at `path` below `shape` (`name.sub[2].x`), trying each way to cut the path."""
+    if isinstance(shape, list):
+        index = _INDEX.match(path)
+        if index is None or int(index.group(1)) >= len(shape):
+            return None
+        return _step(shape[int(index.group(1))], path[index.end() :])
+    if not isinstance(shape, dict):
+        return None
+    cuts = [i for i, c in enumerate(path) if c in ".["] + [len(path)]
+    for cut in reversed(cuts):  # the longest key first: `10.10.10.11` before `10`
+        entry = shape.get(path[:cut])
+        if entry is not None:
+            found = _step(entry, path[cut:])
+            if found is not None:
+                return found
+    return None
+
+
+def _step(entry: tuple[int, int, _Shape], rest: str) -> tuple[int, int] | None:
+    if not rest:
+        return entry[0], entry[1]
+    return _find(entry[2], rest[1:] if rest.startswith(".") else rest)
 
 
 def _where(source: str, mark: Any) -> str:
@@ -167,6 +242,11 @@ def _measure(root: Any, source: str) -> None:
 
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file; syntax errors become one problem naming file, line and column."""
+    return read_marked(path)[0]
+
+
+def read_marked(path: Path) -> tuple[Any, Positions]:
+    """The parsed file and where each of its keys and items was written (`Positions`)."""
     try:
         with path.open("rb") as handle:  # never more than the limit, even from /dev/zero
             raw = handle.read(MAX_BYTES + 1)
@@ -182,7 +262,7 @@ def read_yaml(path: Path) -> Any:
         raise _fail(str(path), f"the file is not UTF-8 text (byte {exc.start})") from None
     loader = _InventoryLoader(text, str(path))
     try:
-        return loader.get_single_data()
+        return loader.get_single_data(), loader.positions
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = exc.problem or exc.context or "invalid YAML"
@@ -203,11 +283,11 @@ def _fail(path: str, message: str) -> InventoryError:
 
 def load_inventory(path: str | Path) -> Inventory:
     path = Path(path)
-    data = read_yaml(path)
-    return parse_inventory(data, str(path))
+    data, positions = read_marked(path)
+    return parse_inventory(data, str(path), positions)
 
 
-def parse_inventory(data: Any, source: str = "<inventory>") -> Inventory:
+def parse_inventory(data: Any, source: str = "<inventory>", positions: Positions | None = None) -> Inventory:
     """Flatten `all` into groups and hosts. Shape errors are collected, then raised together."""
     report = Report()
     if not isinstance(data, dict):
@@ -228,8 +308,12 @@ def parse_inventory(data: Any, source: str = "<inventory>") -> Inventory:
     tree.inherit_hosts()
 
     if report.errors:
+        if positions is not None:
+            report.locate(positions.find)
         raise InventoryError(report)
-    return Inventory(source=source, data=data, all_vars=all_vars, groups=tree.groups, hosts=tree.hosts)
+    return Inventory(
+        source=source, data=data, all_vars=all_vars, groups=tree.groups, hosts=tree.hosts, positions=positions
+    )
 
 
 @dataclass

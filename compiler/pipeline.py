@@ -14,8 +14,8 @@ from sty.contract.targets import select
 
 from .bundle import HostBundle
 from .contrib import check_listeners
-from .errors import InventoryError, Report
-from .loader import parse_inventory, read_yaml
+from .errors import PUBLISHED_SECRET, UNKNOWN, InventoryError, Report
+from .loader import Positions, parse_inventory, read_marked
 from .model import Fleet, Host, build_hosts
 from .modules import all_modules
 from .render import RenderError
@@ -32,21 +32,68 @@ class Compiled:
     secrets_digest: str = ""
 
 
-def compile_fleet(inventory: str | Path, facts_dir: str | Path | None = None, strict: bool = False) -> Compiled:
-    """Everything up to rendering. Raises InventoryError with every problem when the input is invalid."""
+@dataclass(frozen=True)
+class Policy:
+    """What the command line's switches make of some kinds of problem (compiler/errors.py kinds).
+
+    Unknown names are errors: a typo must not silently fall back to a default. `allow_unknown` makes them
+    warnings (an inventory carrying another tool's variables) and wins over `strict`; `strict_secrets`
+    makes only the published-default-secret warnings errors; `strict` makes every warning an error."""
+
+    strict: bool = False
+    allow_unknown: bool = False
+    strict_secrets: bool = False
+
+    def settle(self, report: Report) -> None:
+        """Before the report decides whether the inventory is valid: unknown names as the policy says."""
+        if self.allow_unknown:
+            report.relax(UNKNOWN)
+
+    def finish(self, report: Report) -> None:
+        self.settle(report)
+        if self.strict:
+            report.strict(keep=(UNKNOWN,) if self.allow_unknown else ())
+        elif self.strict_secrets:
+            report.strict(kinds=(PUBLISHED_SECRET,))
+
+
+def compile_fleet(
+    inventory: str | Path,
+    facts_dir: str | Path | None = None,
+    strict: bool = False,
+    *,
+    allow_unknown: bool = False,
+    strict_secrets: bool = False,
+) -> Compiled:
+    """Everything up to rendering. Raises InventoryError with every problem when the input is invalid; every
+    problem whose inventory path was written in the file carries its file, line and column."""
     inventory = Path(inventory)
+    policy = Policy(strict, allow_unknown, strict_secrets)
+    data, positions = read_marked(inventory)
+    try:
+        compiled = _compile(inventory, facts_dir, policy, data, positions)
+    except InventoryError as exc:
+        exc.report.locate(positions.find)
+        raise
+    compiled.report.locate(positions.find)
+    return compiled
+
+
+def _compile(
+    inventory: Path, facts_dir: str | Path | None, policy: Policy, data: object, positions: Positions
+) -> Compiled:
     report = Report()
     reg = registry()
-    data = read_yaml(inventory)
     if isinstance(data, dict) and isinstance(data.get("all"), dict):
         validate_shape(data, reg, report)
         if report.errors:
             raise InventoryError(report)
-    inv = parse_inventory(data, str(inventory))
+    inv = parse_inventory(data, str(inventory), positions)
     validate_host_keys(inv, report)
     validate_blocks(inv, reg, report)
     validate_one_cluster_per_module(inv, report, cluster_keys())
     overrides, secrets_digest = load_overrides(inventory, report)
+    policy.settle(report)
     if report.errors:  # cross-host rules assume well-typed parameters
         raise InventoryError(report)
 
@@ -62,8 +109,7 @@ def compile_fleet(inventory: str | Path, facts_dir: str | Path | None = None, st
     for module in modules:
         module.review(fleet, report)
     _warn_default_secrets(fleet, overrides, report)
-    if strict:
-        report.strict()
+    policy.finish(report)
     if report.errors:
         raise InventoryError(report)
     return Compiled(fleet, report, overrides, secrets_digest)
@@ -86,6 +132,7 @@ def _warn_default_secrets(fleet: Fleet, overrides: dict[str, str], report: Repor
                 report.warning(
                     host.params.source(name) if host.params.is_set(name) else f"all.vars.{name}",
                     f"the secret {name} still has Pigsty's published default value; set your own in secrets.yml",
+                    PUBLISHED_SECRET,
                 )
 
 
@@ -137,4 +184,4 @@ def resolve_target(fleet: Fleet, target: str | None) -> list[str]:
     return select(target_index(fleet), target)
 
 
-__all__ = ["Compiled", "compile_fleet", "render_host", "input_digest", "resolve_target", "RenderError"]
+__all__ = ["Compiled", "Policy", "compile_fleet", "render_host", "input_digest", "resolve_target", "RenderError"]

@@ -21,6 +21,7 @@ from jinja2.runtime import Context
 
 from sty.contract.formats import get_format
 
+from . import yaml_emitter
 from .paths import TEMPLATES
 
 pass_context = jinja2.pass_context
@@ -284,8 +285,13 @@ def _str_presenter(dumper, data: str):
 _Dumper.add_representer(str, _str_presenter)
 
 
+def pyyaml_dump(data: Any) -> str:
+    """The reference serialisation: PyYAML's block dump with sty's settings (what yaml_emitter must equal)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True, width=4096)
+
+
 def to_yaml(data: Any, header: str = "") -> str:
-    body = yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True, width=4096)
+    body = yaml_emitter.dump(data, pyyaml_dump)
     return (header + body) if header else body
 
 

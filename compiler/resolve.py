@@ -124,6 +124,14 @@ class Params(Mapping[str, Any]):
     def is_set(self, key: str) -> bool:
         return any(key in block.data for block in self.layers)
 
+    def origin(self, key: str) -> str | None:
+        """Inventory path of the vars block whose value is in effect; None for a schema default (which `source`
+        reports as `all.vars.<key>`, where one would override it)."""
+        for block in reversed(self.layers):
+            if key in block.data:
+                return block.path
+        return None
+
     def __getitem__(self, key: str) -> Any:
         try:
             return self._cache[key]

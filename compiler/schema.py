@@ -10,11 +10,12 @@ import copy
 import difflib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
-from .paths import SCHEMAS
+from .paths import CODE, SCHEMAS
 from .resolve import SecretShape
 
 
@@ -87,12 +88,12 @@ class Registry:
         return None
 
     def suggest(self, name: str) -> str | None:
-        close = difflib.get_close_matches(name, self._names, n=1, cutoff=0.8)
-        return close[0] if close else None
+        """The parameter a misspelt name most likely meant (rendered or not)."""
+        return closest(name, self._names)
 
     @cached_property
     def _names(self) -> list[str]:
-        return sorted(self.params)
+        return sorted({*self.params, *self.unrendered})
 
     @cached_property
     def defaults(self) -> dict[str, Any]:
@@ -110,6 +111,12 @@ class Registry:
     @cached_property
     def secret_defaults(self) -> dict[str, Any]:
         return {n: p.schema.get("default") for n, p in self.params.items() if p.secret}
+
+
+def closest(name: str, known: Any, cutoff: float = 0.8) -> str | None:
+    """The known name `name` most likely misspells, if one is close enough to be worth saying."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=cutoff)
+    return close[0] if close else None
 
 
 _REGISTRY: Registry | None = None
@@ -275,6 +282,16 @@ def humanize(error: Any, secret: bool = False) -> str:
         props = error.schema.get("properties", {})
         extra = sorted((k for k in inst if k not in props), key=str) if isinstance(inst, dict) else []
         return f"unknown field(s) {', '.join(repr(k) for k in extra)}"
+    if v == "maxItems":
+        return f"has more than {val} item(s)"
+    if v == "exclusiveMaximum":
+        return f"{shown} must be less than {val}"
+    if v == "uniqueItems":
+        return "has the same item more than once"
+    if v in ("minProperties", "maxProperties"):
+        return f"needs {'at least' if v == 'minProperties' else 'at most'} {val} entr{'y' if val == 1 else 'ies'}"
+    if v == "multipleOf":
+        return f"{shown} is not a multiple of {val}"
     if v in ("anyOf", "oneOf"):
         types = []
         for sub in val:
@@ -288,7 +305,8 @@ def humanize(error: Any, secret: bool = False) -> str:
         if types:
             return f"expected {' or '.join(dict.fromkeys(types))}, got {shown} ({_json_type(inst)})"
         return f"{shown} is not valid here"
-    return error.message
+    # a rule without a sentence of its own: never jsonschema's text, which may quote a regex
+    return f"{shown} breaks this parameter's '{v}' rule"
 
 
 _IPV4 = r"((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
@@ -312,10 +330,19 @@ PATTERN_SENTENCES = {
 }
 
 
+def pattern_sentence(pattern: str, schema: dict[str, Any]) -> str | None:
+    """What a pattern means, said to a person: the schema's own `x-pattern-sentence` beside the pattern, else a
+    well-known pattern's sentence; None when neither exists (tests/test_typos.py requires one for every pattern
+    of schemas/*.json)."""
+    own = schema.get("x-pattern-sentence")
+    return str(own) if own else PATTERN_SENTENCES.get(pattern)
+
+
 def _pattern_sentence(pattern: str, schema: dict[str, Any]) -> str:
-    """The sentence for a pattern: a well-known one's meaning, else the rule's own description."""
-    if pattern in PATTERN_SENTENCES:
-        return PATTERN_SENTENCES[pattern]
+    """The sentence for a failed pattern, never the regex itself: the rule's description as a last resort."""
+    known = pattern_sentence(pattern, schema)
+    if known:
+        return known
     what = str(schema.get("description") or "").split(",")[0].strip()
     return f"is not a valid {what}" if what else "is not in the form this parameter takes"
 
@@ -368,3 +395,85 @@ def iter_value_errors(spec: ParamSpec, value: Any):
         return
     for err in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))):
         yield list(err.absolute_path), humanize(err, secret=touches_secret(spec, err))
+
+
+# -- names sty can tell are not Pigsty's: typos ------------------------------------------------------------
+
+_SPLIT = re.compile(r"[,\s]+")  # Pigsty splits package lists on commas and blanks (roles/pgsql/tasks/install.yml)
+
+
+def iter_unknown_names(spec: ParamSpec, value: Any) -> Iterator[tuple[list[str | int], str]]:
+    """(sub-path parts, sentence) for every name in a value that the schema can tell is unknown, so a typo is
+    caught instead of silently ignored: a field of an object the schema closes (`x-closed`: its properties are
+    every field Pigsty reads), and a name missing from a list of known names (`x-known-names`, a data file of
+    compiler/modules/). The caller reports them as unknown names (errors unless --allow-unknown)."""
+    stack: list[tuple[Any, Any, list[str | int]]] = [(spec.schema, value, [])]
+    while stack:  # bounded: the loader refused alias bombs
+        schema, item, sub = stack.pop()
+        schema = _resolve(schema, spec.defs)
+        if isinstance(item, dict):
+            props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+            extra = schema.get("additionalProperties")
+            for key, val in item.items():
+                here = [*sub, str(key)]
+                if key in props:
+                    stack.append((props[key], val, here))
+                elif schema.get("x-closed"):
+                    yield here, _unknown_field(str(key), props)
+                elif isinstance(extra, dict):
+                    stack.append((extra, val, here))
+        elif isinstance(item, list) and isinstance(schema.get("items"), dict):
+            stack.extend((schema["items"], v, [*sub, i]) for i, v in enumerate(item))
+        elif isinstance(item, str) and schema.get("x-known-names"):
+            names = known_names(schema["x-known-names"])
+            for name in _SPLIT.split(item.strip()) if names.split else [item]:
+                if name and not names.knows(name):
+                    yield sub, names.unknown(name)
+
+
+def _resolve(schema: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref", "") if isinstance(schema, dict) else ""
+    if ref.startswith("#/$defs/"):
+        return defs.get(ref.removeprefix("#/$defs/"), {})
+    return schema if isinstance(schema, dict) else {}
+
+
+def _unknown_field(key: str, props: dict[str, Any]) -> str:
+    hint = closest(key, props, cutoff=0.75)
+    if hint:
+        return f"unknown field '{key}'; did you mean '{hint}'?"
+    return f"unknown field '{key}'; the fields here are {', '.join(sorted(props))}"
+
+
+@dataclass(frozen=True)
+class NameList:
+    """Names a schema value must be one of (`x-known-names` points at its data file in compiler/modules/):
+    `what` they are, for the sentence; `accept`, a regex of names written out in full that need no entry
+    (a versioned package); `split`, whether one string holds several names; `advice` when nothing is close."""
+
+    what: str
+    names: frozenset[str]
+    accept: str = ""
+    split: bool = False
+    advice: str = ""
+
+    def knows(self, name: str) -> bool:
+        return name in self.names or bool(self.accept and _regex(self.accept).search(name))
+
+    def unknown(self, name: str) -> str:
+        hint = closest(name, self.names)
+        if hint:
+            return f"unknown {self.what} '{name}'; did you mean '{hint}'?"
+        return f"unknown {self.what} '{name}'" + (f"; {self.advice}" if self.advice else "")
+
+
+@lru_cache(maxsize=8)
+def known_names(ref: str) -> NameList:
+    """The list a schema's `x-known-names` points at (`pgsql/package_aliases.json`), read once."""
+    root = (CODE / "modules").resolve()
+    path = (root / ref).resolve()
+    if root not in path.parents:
+        raise RuntimeError(f"x-known-names {ref!r} is outside compiler/modules")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    names = frozenset(n for group in doc["names"].values() for n in group)
+    return NameList(doc["what"], names, doc.get("accept", ""), bool(doc.get("split")), doc.get("advice", ""))

@@ -9,9 +9,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from .errors import Report, join_path
+from .errors import PUBLISHED_SECRET, UNKNOWN, Report, join_path
 from .loader import Inventory, VarsBlock
-from .schema import ParamSpec, Registry, humanize, iter_value_errors, strict_validator
+from .schema import ParamSpec, Registry, humanize, iter_unknown_names, iter_value_errors, strict_validator
 
 # Ansible's own connection and behaviour variables are legal anywhere and not ours to check.
 ANSIBLE_PREFIXES = ("ansible_",)
@@ -36,6 +36,9 @@ def validate_shape(data: Any, reg: Registry, report: Report) -> None:
 
 
 def validate_blocks(inv: Inventory, reg: Registry, report: Report) -> None:
+    """Every key of every vars block against its parameter's schema. A name sty does not know (a parameter, a
+    field of a list item, a package alias) is an error of kind UNKNOWN: a typo must not quietly fall back to
+    the default (the pipeline's policy makes them warnings under --allow-unknown)."""
     blocks: list[VarsBlock] = [inv.all_vars]
     blocks += [g.vars for g in inv.groups.values()]
     for decl in inv.hosts.values():
@@ -50,6 +53,8 @@ def validate_blocks(inv: Inventory, reg: Registry, report: Report) -> None:
             if spec is not None:
                 for sub, message in iter_value_errors(spec, value):
                     report.error(join_path(path, *sub), message)
+                for sub, message in iter_unknown_names(spec, value):
+                    report.error(join_path(path, *sub), message, UNKNOWN)
                 _warn_published_items(spec, value, path, report)
                 continue
             if key.startswith(ANSIBLE_PREFIXES):
@@ -61,9 +66,15 @@ def validate_blocks(inv: Inventory, reg: Registry, report: Report) -> None:
                     report.note(path, f"parameters of the {module} module are accepted but sty does not render them")
                 continue
             hint = reg.suggest(key)
-            report.warning(
+            report.error(
                 path,
-                f"unknown parameter '{key}'" + (f"; did you mean '{hint}'?" if hint else "; sty ignores it"),
+                f"unknown parameter '{key}'"
+                + (
+                    f"; did you mean '{hint}'?"
+                    if hint
+                    else "; sty knows no such Pigsty parameter (--allow-unknown accepts another tool's variables)"
+                ),
+                UNKNOWN,
             )
 
 
@@ -156,4 +167,5 @@ def _warn_published_items(spec, value: Any, path: str, report: Report) -> None:
                 report.warning(
                     join_path(path, i, field),
                     "this secret still has a value Pigsty publishes in its examples; set your own in secrets.yml",
+                    PUBLISHED_SECRET,
                 )

@@ -1,26 +1,80 @@
-"""`make bench`: wall time and peak memory of `sty build`, printed, never asserted.
+"""`make bench`: where the time of `sty` goes, printed, never asserted.
 
-Cases: the shipped inventory (fresh build and rebuild with nothing changed) and a generated
-fleet of 1000 hosts (300 PostgreSQL clusters of 3, 5 etcd members, 3 infra nodes, plain nodes).
-Each case runs the real CLI in a fresh process, so interpreter start and imports are included.
+    .venv/bin/python tests/bench.py            # `make bench`: everything that fits in 10 minutes on 2 cores
+    .venv/bin/python tests/bench.py --budget 0 # the whole matrix however long it takes (about 20 min today)
+    .venv/bin/python tests/bench.py --quick    # 100 and 1000 hosts only, for iterating (about 1.5 min)
+    .venv/bin/python tests/bench.py --profile  # then cProfile the 1000-host full and no-op builds (top 25)
+
+`make bench BENCH_ARGS=--quick` passes options through. Others: `--sizes 100,4000` (fleet sizes),
+`--check-hosts N` (the big `sty check`; 0 skips it), `--plain` (no phase timers: the real CLI alone),
+`--json FILE` (every measurement, to compare two runs), `--dir DIR` (where the fleets are built: the file system
+is part of what is measured; `--dir /dev/shm` takes the disk out and leaves sty's own cost).
+
+Time budget (`--budget SECONDS`, default 600): before each case its wall time is projected from the same case at
+the smaller fleets; a case that would not fit in what is left is skipped and listed with its projection (and the
+cases that need its output with it), so `make bench` ends in about ten minutes however slow sty is today.
+
+Cases: the shipped inventory (a fresh build, then a rebuild with nothing changed), and for each generated fleet
+(`fleet()`: one infra/etcd group, PostgreSQL clusters of three, plain nodes; 30% of the hosts' count in
+clusters) a full build, a no-op build, a build after one cluster changed (a database added to pg-c000), a
+`sty diff` with nothing changed and a `sty check`; then `sty check` of a much larger fleet (50,000 hosts), as
+the loader takes it and, if the loader's size limits refuse it, with those limits lifted from outside.
+
+Each case is a fresh process running the real command line, so interpreter start and imports are included:
+wall time from this process, CPU time (user+sys) and peak RSS from the child's rusage (`os.wait4`). The child
+is tests/bench_phases.py, which wraps the compiler's functions from the outside and reports the exclusive
+wall time of each phase: start (interpreter and imports), load, validate, model, bundle (the modules' per-host
+Python), render (Jinja2), serialise (YAML/JSON and manifests), state (digests, the incremental record, the
+manifests read back), secrets (the store and its SCRAM verifiers), write (the file system, reads included),
+diff, other (the command line's own code, what no wrapped function covers) and exit (interpreter teardown).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-STY = [sys.executable, "-m", "sty"]
+RUNNER = ROOT / "tests" / "bench_phases.py"
+MARKER = "STY-BENCH-PHASES "
+PHASE_COLUMNS = (
+    "start",
+    "load",
+    "validate",
+    "model",
+    "bundle",
+    "render",
+    "serialise",
+    "state",
+    "secrets",
+    "write",
+    "diff",
+    "other",
+    "exit",
+)
+FULL_SIZES = (100, 1000, 4000, 10_000)
+QUICK_SIZES = (100, 1000)
+CHECK_HOSTS = 50_000
+BUDGET = 600.0  # seconds: `make bench` stays within about ten minutes
+KINDS = ("full build", "no-op build", "one cluster changed", "diff, nothing changed", "check")
 
 
 def fleet(clusters: int = 300, etcd: int = 5, infra: int = 3, total: int = 1000) -> dict:
+    """A generated inventory: `infra` infra nodes and `etcd` etcd members on the first addresses, `clusters`
+    PostgreSQL clusters of three (a pooled user and a database each), then plain nodes up to `total` hosts."""
+
     def ip(n: int) -> str:
         return f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256 + 0}"
 
@@ -48,45 +102,352 @@ def fleet(clusters: int = 300, etcd: int = 5, infra: int = 3, total: int = 1000)
     return {"all": {"children": children, "vars": {"admin_ip": ip(10), "pg_version": 15, "sty_platform": "debian12"}}}
 
 
-def run(args: list[str], cwd: Path) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MiB) of this one child process, last output line."""
-    start = time.perf_counter()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+def sized_fleet(hosts: int) -> dict:
+    """A fleet of exactly `hosts` hosts shaped like the 1000-host one: 30% of the count in clusters of three."""
+    clusters = max(1, min(hosts * 3 // 10, (hosts - 5) // 3))
+    return fleet(clusters=clusters, total=hosts)
+
+
+def change_one_cluster(inventory: dict) -> None:
+    """What a typical pull request does: one cluster gets one more database (its members and the infra
+    nodes that scrape and chart it re-render; nothing else should)."""
+    cluster = inventory["all"]["children"]["pg-c000"]["vars"]
+    cluster["pg_databases"] = [*cluster["pg_databases"], {"name": "db0_extra", "owner": "u0"}]
+
+
+def dump(inventory: dict, path: Path) -> None:
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    path.write_text(yaml.dump(inventory, Dumper=dumper, sort_keys=False))
+
+
+@dataclass
+class Result:
+    case: str
+    kind: str
+    hosts: int
+    wall: float
+    cpu: float
+    peak_mib: float
+    exit: int
+    last: str
+    start: float | None = None
+    exit_s: float | None = None  # from the end of the command to the end of the process (interpreter teardown)
+    phases: dict[str, float | None] = field(default_factory=dict)  # phase -> exclusive wall seconds (None: n/a)
+    cpu_phases: dict[str, float | None] = field(default_factory=dict)  # phase -> exclusive CPU seconds (all threads)
+    missing: list[str] = field(default_factory=list)  # wrapped names the runner did not find (renamed or moved)
+    gc_s: float | None = None  # seconds in the cyclic garbage collector (inside the phases)
+    gc_full: int | None = None  # full (generation 2) collections
+
+    @property
+    def other(self) -> float | None:
+        if self.start is None:
+            return None
+        done = self.start + (self.exit_s or 0.0) + sum(v for v in self.phases.values() if v is not None)
+        return self.wall - done
+
+
+@dataclass
+class Runner:
+    """Runs one case in a fresh process: the real CLI through the phase-timing runner."""
+
+    timed: bool = True
+    results: list[Result] = field(default_factory=list)
+
+    def run(
+        self,
+        case: str,
+        kind: str,
+        hosts: int,
+        args: list[str],
+        cwd: Path,
+        ok: tuple[int, ...] = (0,),
+        env: dict[str, str] | None = None,
+    ) -> Result:
         # like a user's shell: bytecode caching on (some CI images disable it, which skews start-up time)
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        proc = subprocess.Popen(args, cwd=cwd, stdout=out, stderr=err, env={**env, "PYTHONPATH": str(ROOT)})
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed:\n{stderr[-2000:]}")
-    last = (stdout.strip().splitlines() or [""])[-1]
-    return wall, usage.ru_maxrss / 1024, last
+        base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        base |= {"PYTHONPATH": str(ROOT), "STY_BENCH_PHASES": "1" if self.timed else "0", **(env or {})}
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            base["STY_BENCH_T0"] = repr(time.time())
+            start = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, str(RUNNER), *args], cwd=cwd, stdout=out, stderr=err, env=base)
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - start
+            ended = time.time()
+            code = os.waitstatus_to_exitcode(status)
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        report, problems = _phase_line(stderr)
+        if code not in ok:
+            sys.exit(f"{case}: sty {' '.join(args)} exited {code}:\n{problems[-2000:]}")
+        lines = stdout.strip().splitlines() or [line for line in problems.splitlines() if line.startswith("error")]
+        result = Result(
+            case,
+            kind,
+            hosts,
+            wall,
+            usage.ru_utime + usage.ru_stime,
+            usage.ru_maxrss / 1024,
+            code,
+            (lines or [""])[-1],
+        )
+        if report is not None and self.timed:
+            result.start = report["start"]
+            result.exit_s = max(0.0, ended - report["done"])
+            result.phases = {p: (v["wall"] if v else None) for p, v in report["phases"].items()}
+            result.cpu_phases = {p: (v["cpu"] if v else None) for p, v in report["phases"].items()}
+            result.missing = report.get("missing", [])
+            if report.get("gc"):
+                result.gc_s, result.gc_full = report["gc"]["seconds"], report["gc"]["collections"][2]
+        self.results.append(result)
+        print(f"  {case:44} {wall:8.2f} s  {result.last[:60]}", file=sys.stderr, flush=True)
+        return result
 
 
-def main() -> None:
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="sty-bench-") as tmp:
-        tmp = Path(tmp)
-        sty = [str(ROOT / ".venv/bin/sty")] if (ROOT / ".venv/bin/sty").exists() else STY
-        shipped = tmp / "shipped"
-        shipped.mkdir()
-        (shipped / "pigsty.yml").write_bytes((ROOT / "pigsty.yml").read_bytes())
-        rows.append(("shipped (4 hosts), full build", *run([*sty, "build"], shipped)))
-        rows.append(("shipped (4 hosts), nothing changed", *run([*sty, "build"], shipped)))
-        big = tmp / "big"
-        big.mkdir()
-        (big / "pigsty.yml").write_text(yaml.safe_dump(fleet(), sort_keys=False))
-        rows.append(("1000 hosts, full build", *run([*sty, "build", "-q"], big)))
-        rows.append(("1000 hosts, nothing changed", *run([*sty, "build"], big)))
-        rows.append(("1000 hosts, check only", *run([*sty, "check"], big)))
-    print(f"{'case':40} {'wall s':>8} {'peak MiB':>9}  result")
-    for name, wall, peak, last in rows:
-        print(f"{name:40} {wall:8.2f} {peak:9.0f}  {last[:70]}")
-    print("targets: shipped < 0.5 s; 1000 hosts < 10 s full, < 1 s unchanged; peak < 1024 MiB")
+@dataclass
+class Budget:
+    """Keeps `make bench` within its time: a case whose projected duration (from the same kind of case at the
+    smaller fleets) does not fit in what is left is skipped and listed with its projection, which is itself a
+    figure worth reading. 0 seconds is no limit."""
+
+    seconds: float
+    began: float = field(default_factory=time.perf_counter)
+    skipped: list[str] = field(default_factory=list)
+    overhead: dict[str, float] = field(default_factory=lambda: {"inventories": 0.0, "cleaning": 0.0})
+
+    def allows(self, case: str, kind: str, hosts: int, results: list[Result]) -> bool:
+        if not self.seconds:
+            return True
+        projected = project(kind, hosts, results)
+        left = self.seconds - (time.perf_counter() - self.began)
+        if projected is None or projected <= left:
+            return True
+        self.skip(case, f"projected {projected:.0f} s, {max(left, 0):.0f} s of the budget left")
+        return False
+
+    def skip(self, case: str, why: str) -> None:
+        self.skipped.append(f"{case}: {why}")
+        print(f"  {case:44} skipped: {why}", file=sys.stderr, flush=True)
+
+
+def project(kind: str, hosts: int, results: list[Result]) -> float | None:
+    """Wall seconds of a case of `kind` at `hosts`, extrapolated from the two largest smaller fleets measured
+    (the growth exponent between them, kept within [1, 1.5]), or from one of them linearly."""
+    known = sorted((r.hosts, r.wall) for r in results if r.kind == kind and 0 < r.hosts < hosts)
+    if not known:
+        return None
+    n1, t1 = known[-1]
+    alpha = 1.0
+    if len(known) > 1:
+        n0, t0 = known[-2]
+        if n1 > n0 and t1 > 0 and t0 > 0:
+            alpha = min(max(math.log(t1 / t0) / math.log(n1 / n0), 1.0), 1.5)
+    return t1 * (hosts / n1) ** alpha
+
+
+def _phase_line(stderr: str) -> tuple[dict | None, str]:
+    """The runner's JSON report and the rest of stderr (the command's own messages)."""
+    report, rest = None, []
+    for line in stderr.splitlines():
+        if line.startswith(MARKER):
+            report = json.loads(line[len(MARKER) :])
+        else:
+            rest.append(line)
+    return report, "\n".join(rest)
+
+
+def shipped_cases(runner: Runner, tmp: Path) -> None:
+    where = tmp / "shipped"
+    where.mkdir()
+    (where / "pigsty.yml").write_bytes((ROOT / "pigsty.yml").read_bytes())
+    hosts = len(_count_hosts(where / "pigsty.yml"))
+    runner.run(f"shipped ({hosts} hosts), full build", "shipped full", hosts, ["build"], where)
+    runner.run(f"shipped ({hosts} hosts), nothing changed", "shipped no-op", hosts, ["build"], where)
+
+
+def _count_hosts(path: Path) -> list[str]:
+    """Host addresses of an inventory (for the case names), without the compiler."""
+    found: set[str] = set()
+
+    def walk(group: dict) -> None:
+        found.update((group.get("hosts") or {}).keys())
+        for child in (group.get("children") or {}).values():
+            if isinstance(child, dict):
+                walk(child)
+
+    walk(yaml.safe_load(path.read_text())["all"])
+    return sorted(found)
+
+
+def fleet_cases(runner: Runner, budget: Budget, tmp: Path, hosts: int) -> None:
+    """The five cases of one generated fleet; those after the full build need its output, so they go with it."""
+    where = tmp / f"fleet-{hosts}"
+    where.mkdir()
+    t0 = time.perf_counter()
+    inventory = sized_fleet(hosts)
+    dump(inventory, where / "pigsty.yml")
+    budget.overhead["inventories"] += time.perf_counter() - t0
+    cases = [
+        (f"{hosts} hosts, full build", KINDS[0], ["build"]),
+        (f"{hosts} hosts, nothing changed", KINDS[1], ["build"]),
+        (f"{hosts} hosts, one cluster changed", KINDS[2], ["build"]),
+        (f"{hosts} hosts, diff with nothing changed", KINDS[3], ["diff"]),
+    ]
+    built = budget.allows(cases[0][0], cases[0][1], hosts, runner.results)
+    for case, kind, args in cases:
+        if not built:
+            if kind != KINDS[0]:
+                budget.skip(case, "needs the full build")
+            continue
+        if kind == KINDS[2]:
+            change_one_cluster(inventory)
+            dump(inventory, where / "pigsty.yml")
+        if kind == KINDS[0] or budget.allows(case, kind, hosts, runner.results):
+            runner.run(case, kind, hosts, args, where, ok=(0, 1) if kind == KINDS[3] else (0,))
+    case = f"{hosts} hosts, check only"
+    if budget.allows(case, KINDS[4], hosts, runner.results):
+        runner.run(case, KINDS[4], hosts, ["check"], where)
+    t0 = time.perf_counter()
+    shutil.rmtree(where, ignore_errors=True)  # 10,000 hosts leave 400,000 files behind
+    budget.overhead["cleaning"] += time.perf_counter() - t0
+
+
+def check_case(runner: Runner, budget: Budget, tmp: Path, hosts: int) -> None:
+    """`sty check` of a large fleet as the loader takes it (its size limits may refuse it: exit 2), and, when
+    refused, again with those limits raised from outside, so that the cost of checking is known either way."""
+    where = tmp / f"check-{hosts}"
+    where.mkdir()
+    t0 = time.perf_counter()
+    dump(sized_fleet(hosts), where / "pigsty.yml")
+    budget.overhead["inventories"] += time.perf_counter() - t0
+    size = (where / "pigsty.yml").stat().st_size / 2**20
+    case = f"{hosts} hosts ({size:.1f} MiB), check"
+    if not budget.allows(case, KINDS[4], hosts, [r for r in runner.results if r.exit == 0]):
+        return
+    first = runner.run(case, KINDS[4], hosts, ["check"], where, ok=(0, 2))
+    if first.exit == 0:
+        return
+    first.kind = "check, refused"  # not a check's cost: keep it out of the projections and the scaling rows
+    case = f"{hosts} hosts, check, loader limits lifted"
+    if budget.allows(case, KINDS[4], hosts, runner.results):
+        runner.run(case, KINDS[4], hosts, ["check"], where, env={"STY_BENCH_LIFT_LIMITS": "1"})
+
+
+def profile(tmp: Path, hosts: int, top: int = 25) -> None:
+    """cProfile of a full and a no-op build (phase timers off): the functions to look at first."""
+    import pstats
+
+    where = tmp / f"profile-{hosts}"
+    where.mkdir()
+    dump(sized_fleet(hosts), where / "pigsty.yml")
+    runner = Runner(timed=False)
+    for label, args in (("full build", ["build", "-q"]), ("no-op build", ["build"])):
+        stats_file = tmp / f"profile-{label.replace(' ', '-')}.prof"
+        runner.run(f"{hosts} hosts, {label} (cProfile)", label, hosts, args, where, env=_profile_env(stats_file))
+        for order in ("cumulative", "tottime"):
+            print(f"\n== cProfile: {hosts} hosts, {label}, top {top} by {order} ==")
+            pstats.Stats(str(stats_file), stream=sys.stdout).strip_dirs().sort_stats(order).print_stats(top)
+
+
+def _profile_env(path: Path) -> dict[str, str]:
+    return {"STY_BENCH_PROFILE": str(path)}
+
+
+def _fmt(value: float | None, width: int = 7, digits: int = 2) -> str:
+    return f"{'n/a':>{width}}" if value is None else f"{value:{width}.{digits}f}"
+
+
+def print_scaling(results: list[Result]) -> None:
+    """One row per case, each kind of case by fleet size; `gc s` is the cyclic collector's share of the wall
+    time (inside the phases) and `full` its full collections."""
+    print(
+        f"{'case':44} {'hosts':>6} {'wall s':>7} {'cpu s':>7} {'MiB':>6} {'ms/host':>8} {'cpu ms/h':>8}"
+        f" {'gc s':>6} {'full':>4}  result"
+    )
+    for r in _ordered(results):
+        per_wall, per_cpu = 1000 * r.wall / max(r.hosts, 1), 1000 * r.cpu / max(r.hosts, 1)
+        gc_cols = f"{_fmt(r.gc_s, 6)} {r.gc_full if r.gc_full is not None else 'n/a':>4}"
+        print(
+            f"{r.case:44} {r.hosts:6d} {r.wall:7.2f} {r.cpu:7.2f} {r.peak_mib:6.0f} "
+            f"{per_wall:8.2f} {per_cpu:8.2f} {gc_cols}  {r.last[:60]}"
+        )
+
+
+def print_phases(results: list[Result]) -> None:
+    """Exclusive wall seconds per phase (`other` = wall - the rest), then per host for the largest fleet."""
+    timed = [r for r in _ordered(results) if r.start is not None]
+    if not timed:
+        return
+    header = " ".join(f"{c[:7]:>7}" for c in PHASE_COLUMNS)
+    print(f"\n{'phase wall seconds':44} {header}")
+    for r in timed:
+        print(f"{r.case:44} " + " ".join(_fmt(v) for v in _row(r)))
+    largest = {r.kind: r.hosts for r in timed}  # ordered by size: the last one of each kind wins
+    big = [r for r in timed if r.kind in KINDS[:4] and r.hosts == largest[r.kind]]
+    if big:
+        print(f"\n{'phase ms per host (largest fleet)':44} {header}")
+        for r in big:
+            per_host = [None if v is None else 1000 * v / r.hosts for v in _row(r)]
+            print(f"{r.case:44} " + " ".join(_fmt(v, digits=3) for v in per_host))
+
+
+def print_notes(results: list[Result], budget: Budget) -> None:
+    """A no-op build that rendered hosts measured something else: the code digest changed under it (the working
+    tree was edited during the run), so say so next to the numbers."""
+    for r in results:
+        rendered = re.search(r"(\d+) rendered", r.last)
+        if r.kind in ("no-op build", "shipped no-op") and rendered and int(rendered.group(1)):
+            print(f"note: {r.case} rendered {rendered.group(1)} host(s): the sources changed during the run")
+    missing = sorted({name for r in results for name in r.missing})
+    if missing:
+        print("note: not found, so not timed (renamed or moved?): " + ", ".join(missing))
+    for line in budget.skipped:
+        print(f"skipped: {line} (--budget 0 runs everything)")
+
+
+def _row(r: Result) -> list[float | None]:
+    return [r.start, *(r.phases.get(p) for p in PHASE_COLUMNS[1:-2]), r.other, r.exit_s]
+
+
+def _ordered(results: list[Result]) -> list[Result]:
+    """Shipped cases first, then each kind of case by fleet size: a scaling table reads down a column."""
+    order = {k: i for i, k in enumerate(("shipped full", "shipped no-op", *KINDS))}
+    return sorted(results, key=lambda r: (order.get(r.kind, 99), r.hosts, r.case))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fleets of 100 and 1000 hosts only")
+    parser.add_argument("--sizes", help="comma-separated fleet sizes (default 100,1000,4000,10000)")
+    parser.add_argument("--check-hosts", type=int, help=f"hosts of the `sty check` case (default {CHECK_HOSTS})")
+    parser.add_argument("--budget", type=float, default=BUDGET, help="seconds; skip cases projected past it (0: none)")
+    parser.add_argument("--plain", action="store_true", help="no phase timers")
+    parser.add_argument("--profile", action="store_true", help="cProfile the 1000-host full and no-op builds")
+    parser.add_argument("--json", type=Path, help="write every measurement to this file")
+    parser.add_argument("--dir", type=Path, help="build the fleets below this directory (default: the system's temp)")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(QUICK_SIZES if args.quick else FULL_SIZES)
+    check_hosts = args.check_hosts if args.check_hosts is not None else (0 if args.quick else CHECK_HOSTS)
+    runner = Runner(timed=not args.plain)
+    budget = Budget(args.budget)
+    with tempfile.TemporaryDirectory(prefix="sty-bench-", dir=args.dir) as tmp_name:
+        tmp = Path(tmp_name)
+        shipped_cases(runner, tmp)
+        for hosts in sizes:
+            fleet_cases(runner, budget, tmp, hosts)
+        if check_hosts:
+            check_case(runner, budget, tmp, check_hosts)
+        print_scaling(runner.results)
+        print_phases(runner.results)
+        print_notes(runner.results, budget)
+        spent = time.perf_counter() - budget.began
+        extra = ", ".join(f"{k} {v:.0f} s" for k, v in budget.overhead.items())
+        print(f"\nbenchmark: {spent:.0f} s ({extra}); budget: {f'{args.budget:.0f} s' if args.budget else 'none'}")
+        print("targets: shipped < 0.5 s; 1000 hosts < 10 s full, < 1 s unchanged; peak < 1024 MiB")
+        if args.profile:
+            profile(tmp, 1000)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in runner.results], indent=1))
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ class FleetRun:
         )
 
     def apply(self, target: str = "all", *extra: str) -> subprocess.CompletedProcess:
-        result = self.sty("apply", "-o", str(self.outdir), *extra, target)
+        result = self.sty("apply", "-o", str(self.outdir), "--yes", *extra, target)
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
         return result
 
@@ -155,7 +155,7 @@ def fleet_testbed(tmp_path_factory) -> FleetRun:
         built = run.build()
         assert built.returncode == 0, built.stderr
         started = time.monotonic()
-        run.first_apply = run.sty("apply", "-o", str(outdir), "all")
+        run.first_apply = run.sty("apply", "-o", str(outdir), "--yes", "all")
         timings["first apply"] = time.monotonic() - started
         yield run
     finally:

@@ -108,7 +108,7 @@ def test_invalid_inventory_exits_2_and_touches_nothing(sty, built, command):
 
     proc = sty(command, cwd=built, check_rc=2)
     no_traceback(proc)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    errors = [re.sub(r"^pigsty\.yml:\d+:\d+: ", "", line) for line in proc.stderr.splitlines()]  # located
     assert any(line.startswith("error: all.vars.pg_port:") for line in errors), proc.stderr
     assert any(line.startswith("error: all.children.pg-test.hosts.10.10.10.12.pg_role:") for line in errors)
     assert "2 error(s)" in proc.stderr
@@ -185,22 +185,29 @@ def test_diff_after_a_change(sty, built):
     assert re.search(r"^@@ -\d+,\d+ \+\d+,\d+ @@", out, re.M)
     assert "10.10.10.10/" not in out  # pg-meta is not affected
 
-    impact = dict(re.findall(r"^(10\.10\.10\.\d+): (.*)$", out, re.M))
-    assert set(impact) == {"10.10.10.11", "10.10.10.12", "10.10.10.13"}
-    for ip, line in impact.items():
-        changed = len(re.findall(rf"^\+\+\+ b/{re.escape(ip)}[/.]", out, re.M))
-        assert line == f"{changed} file(s) change; reload haproxy.service"
+    changed = {len(re.findall(rf"^\+\+\+ b/{re.escape(ip)}/", out, re.M)) for ip in ALL_HOSTS[1:]}
+    assert changed == {1}  # the same one file on each pg-test member; manifests are not shown
+    assert "+++ b/10.10.10.11.yml" not in out
+    plan = out[out.index("\n~ ") + 1 :].splitlines()
+    assert plan == [
+        "~ pg-test: 3 hosts (10.10.10.11, 10.10.10.12, 10.10.10.13): changes, 1 changed file(s)",
+        "    ~ /etc/haproxy/conf.d/pg-test-standby.cfg",
+        "    => reload: reload haproxy.service",
+        "Plan: 0 to add, 3 to change, 0 to retire, 1 unchanged; hosts that restart: 0, reload: 3, run: 0.",
+    ]
     assert "no differences" not in out
     assert tree(built / "outputs") == before  # diff writes nothing
 
 
-def test_diff_stat_prints_only_the_impact(sty, built):
+def test_diff_stat_prints_only_the_plan(sty, built):
     data = load(built)
     data["all"]["children"]["pg-test"]["vars"]["pg_services"][0]["check"] = "/replica"
     save(built, data)
     proc = sty("diff", "--stat", cwd=built, check_rc=1)
     lines = proc.stdout.splitlines()
-    assert len(lines) == 3 and all(re.match(r"10\.10\.10\.1[123]: \d+ file\(s\) change; ", x) for x in lines)
+    assert lines[0].startswith("~ pg-test: 3 hosts (10.10.10.11, 10.10.10.12, 10.10.10.13): changes")
+    assert lines[-1].startswith("Plan: 0 to add, 3 to change") and len(lines) == 4
+    assert "---" not in proc.stdout and "@@" not in proc.stdout
 
 
 # -- show and explain ------------------------------------------------------------------------------
@@ -290,7 +297,8 @@ def test_removed_host_loses_its_outputs(sty, built):
     save(built, data)
 
     proc = sty("diff", "--stat", cwd=built, check_rc=1)
-    assert re.search(r"^10\.10\.10\.13: host removed from the inventory: apply stops", proc.stdout, re.M)
+    assert re.search(r"^- 10\.10\.10\.13 \(pg-test\): leaves the inventory", proc.stdout, re.M)
+    assert re.search(r"^    host removed from the inventory: apply stops", proc.stdout, re.M)
 
     s = summary(sty("build", cwd=built, check_rc=0).stdout)
     assert s["hosts"] == 3 and s["removed"] > 0
@@ -311,8 +319,10 @@ def test_limit_renders_only_the_target(sty, built):
     data["all"]["vars"]["node_etc_hosts"] = ["10.10.10.99 limit.test"]  # changes every host
     save(built, data)
 
-    s = summary(sty("build", "--limit", "pg-test", cwd=built, check_rc=0).stdout)
+    limited = sty("build", "--limit", "pg-test", cwd=built, check_rc=0)
+    s = summary(limited.stdout)
     assert (s["hosts"], s["rendered"]) == (3, 3)
+    assert "--limit pg-test: 1 other host(s) were not rebuilt and may be stale" in limited.stderr
     for ip in ("10.10.10.11", "10.10.10.12", "10.10.10.13"):
         assert "10.10.10.99 limit.test" in (built / "outputs" / ip / "etc" / "hosts").read_text()
     assert tree(untouched) == before and mtimes(untouched) == stamps
@@ -379,7 +389,9 @@ def test_secrets_file_overrides_the_store_and_changes_no_output(sty, built):
     assert scram_matches(values["pg-test/pg_users/test/scram"], "Own.Test.9")
     assert scram_matches(values["pg-test/pg_users/dbuser_dba/scram"], "Own.Admin.9")
     assert stat.S_IMODE((built / ".sty" / "outputs" / "secrets.yml").stat().st_mode) == 0o600
-    assert "patroni_password still has" not in proc.stderr and "pg_admin_password still has" not in proc.stderr
-    assert "pg_monitor_password still has" in proc.stderr  # the ones not overridden are still warned
+    # the ones not overridden are still warned, in the one summary line of published passwords
+    (published,) = [line for line in proc.stderr.splitlines() if "Pigsty publishes" in line]
+    assert "patroni_password" not in published and "pg_admin_password" not in published
+    assert "pg_monitor_password" in published
     for content in before.values():
         assert b"Own." not in content

@@ -62,7 +62,7 @@ def test_apply_verify_reapply(fleet_testbed: FleetRun, testbed: Testbed, outdir:
 
     before = start_times(testbed)
     started = time.monotonic()
-    second = sty(testbed, "apply", "-o", str(outdir), "all")
+    second = sty(testbed, "apply", "-o", str(outdir), "--yes", "all")
     timings["second apply"] = time.monotonic() - started
     assert second.returncode == 0, second.stderr
     assert "4 host(s): 0 changed" in second.stdout, second.stdout
@@ -80,9 +80,10 @@ def test_apply_verify_reapply(fleet_testbed: FleetRun, testbed: Testbed, outdir:
 
     # re-apply repairs it with a reload of haproxy only
     patroni_before = start_times(testbed)["10.10.10.11 patroni.service"]
-    fix = sty(testbed, "apply", "-o", str(outdir), "10.10.10.11")
+    fix = sty(testbed, "apply", "-o", str(outdir), "--yes", "10.10.10.11")
     assert fix.returncode == 0, fix.stderr
-    assert "1 file(s) to install; reload haproxy.service" in fix.stdout, fix.stdout
+    assert "/etc/haproxy/haproxy.cfg" in fix.stdout and "reload haproxy.service" in fix.stdout, fix.stdout
+    assert " 10.10.10.11 node: installing 1 file\n" in fix.stderr, fix.stderr
     assert start_times(testbed)["10.10.10.11 patroni.service"] == patroni_before
 
     # facts of a host, over SSH, into facts/<host>.yml for the next build's tuning
@@ -110,7 +111,7 @@ def test_failed_activation_rolls_back(testbed: Testbed, outdir: Path, tmp_path: 
     manifest.write_text(yaml.safe_dump(doc))
     live_before = testbed.host_exec("10.10.10.12", ["cat", "/etc/pgbouncer/pgbouncer.ini"]).stdout
 
-    result = sty(testbed, "apply", "-o", str(bad), "10.10.10.12")
+    result = sty(testbed, "apply", "-o", str(bad), "--yes", "10.10.10.12")
     assert result.returncode == 3, result.stdout + result.stderr
     assert "transactional" in result.stderr or "pgbouncer" in result.stderr
     assert testbed.host_exec("10.10.10.12", ["cat", "/etc/pgbouncer/pgbouncer.ini"]).stdout == live_before

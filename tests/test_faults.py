@@ -312,7 +312,10 @@ def test_interrupted_apply_converges(fleet: FleetRun):
     data["all"]["vars"]["haproxy_admin_password"] = "Testbed.HAProxy.2"  # a change on every host
     assert fleet.build(data).returncode == 0
     proc = subprocess.Popen(
-        sty_argv("apply", "-o", str(fleet.outdir), "all"), stdout=subprocess.PIPE, text=True, start_new_session=True
+        sty_argv("apply", "-o", str(fleet.outdir), "--yes", "all"),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     time.sleep(4)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -341,7 +344,7 @@ def test_scale_in_and_out(fleet: FleetRun):
     refused = fleet.sty("apply", "-o", str(fleet.outdir), "all")
     assert refused.returncode == 2 and "--yes" in refused.stderr, refused.stdout[-2000:] + refused.stderr
     started = time.monotonic()
-    removed = fleet.apply("all", "--yes")
+    removed = fleet.apply("all")  # FleetRun.apply passes --yes
     took_in = time.monotonic() - started
     # a stopped member's key lives until its lease ends (ttl)
     wait_until(

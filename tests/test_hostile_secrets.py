@@ -310,7 +310,7 @@ def test_a_placeholder_may_not_copy_a_secret_into_a_reviewed_value(sty, workdir,
     else:
         data["all"]["vars"][where] = value
     dump_inventory(data, workdir / "pigsty.yml")
-    for args in (("build",), ("show", "10.10.10.11")):
+    for args in (("build", "--allow-unknown"), ("show", "--allow-unknown", "10.10.10.11")):
         proc = sty(*args, cwd=workdir)
         assert proc.returncode == 2, proc.stderr
         assert MARK not in proc.stdout + proc.stderr

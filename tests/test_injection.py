@@ -41,7 +41,8 @@ def build(tmp_path: Path, mutate) -> tuple[int, str, Path]:
 def rejected(tmp_path: Path, mutate, path_prefix: str) -> str:
     code, err, out = build(tmp_path, mutate)
     assert code == 2, f"accepted (exit {code}):\n{err}"
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    unlocated = (re.sub(r"^\S+:\d+:\d+: ", "", line) for line in err.splitlines())  # drop file:line:column
+    errors = [line for line in unlocated if line.startswith("error: ")]
     assert any(line.startswith(f"error: {path_prefix}") for line in errors), err
     assert not out.exists(), "a rejected build wrote outputs"
     return err

@@ -62,7 +62,7 @@ def test_wheel_holds_one_namespace_with_its_data(wheel):
     assert tops == {"sty"}, f"the wheel installs more than the sty namespace: {sorted(tops)}"
     schemas = [n for n in names if n.startswith("sty/schemas/") and n.endswith(".json")]
     templates = [n for n in names if n.startswith("sty/templates/") and not n.endswith(".py")]
-    assert len(schemas) == len(list((ROOT / "schemas").glob("*.json")))
+    assert len(schemas) == len(list((ROOT / "schemas").rglob("*.json")))
     sources = [p for p in (ROOT / "templates").rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")]
     assert len(templates) == len(sources)
     assert "sty/py.typed" in names

@@ -1,5 +1,5 @@
 """Restart-aware changes: a PostgreSQL setting read only at start is planned as a rolling restart, named in the
-impact line, and a major-version change is refused by build instead of being shipped as a configuration change."""
+plan, and a major-version change is refused by build instead of being shipped as a configuration change."""
 
 from __future__ import annotations
 
@@ -46,9 +46,10 @@ def test_impact_line_names_the_rolling_restart(workdir: Path):
     _pg_test(data)["pg_parameters"] = {"max_connections": 150, "shared_preload_libraries": "pg_stat_statements"}
     dump_inventory(data, workdir / "pigsty.yml")
     out = run_sty("diff", "--stat", cwd=workdir, check_rc=1).stdout
-    line = next(x for x in out.splitlines() if x.startswith("10.10.10.12:"))
-    assert "rolling restart of pg-test: max_connections, shared_preload_libraries" in line, out
-    assert "patroni-dcs-config" in line  # the DCS change that carries max_connections is still pushed
+    assert out.startswith("~ pg-test: 3 hosts (10.10.10.11, 10.10.10.12, 10.10.10.13): changes"), out
+    lines = out.splitlines()
+    assert "    => restart: rolling restart of pg-test: max_connections, shared_preload_libraries" in lines, out
+    assert "    => reload: patroni-dcs-config (once)" in lines  # the DCS change that carries max_connections
 
 
 def test_a_reloadable_change_plans_no_restart(workdir: Path):
@@ -66,8 +67,8 @@ def test_a_new_member_plans_no_restart(workdir: Path):
     data["all"]["children"]["pg-test"]["hosts"]["10.10.10.14"] = {"pg_seq": 4, "pg_role": "replica"}
     dump_inventory(data, workdir / "pigsty.yml")
     out = run_sty("diff", "--stat", cwd=workdir, check_rc=1).stdout
-    line = next(x for x in out.splitlines() if x.startswith("10.10.10.14:"))
-    assert "rolling restart" not in line and "pg-rolling-restart" not in line, line
+    assert "+ 10.10.10.14 (pg-test): new host" in out, out
+    assert "rolling restart" not in out and "pg-rolling-restart" not in out, out
 
 
 def test_major_version_change_is_refused(workdir: Path):

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from sty.compiler.errors import InventoryError, Report
+from sty.compiler.errors import PUBLISHED_SECRET, InventoryError, Problem, Report
 from sty.contract.exits import Exit, UsageError
 
-INVENTORY = click.option(
+# Switches that only change how problems are judged: their values go to the context's `meta`, so that every
+# command compiling an inventory honours them without a parameter of its own (compile_inventory reads them).
+_META = "sty.policy."
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    ctx.meta[_META + str(param.name)] = bool(value)
+
+
+def _switch(name: str, help_text: str) -> Callable[[Any], Any]:
+    return click.option(name, is_flag=True, expose_value=False, callback=_remember, help=help_text)
+
+
+_INVENTORY_OPTION = click.option(
     "-i",
     "--inventory",
     default="pigsty.yml",
@@ -18,6 +34,19 @@ INVENTORY = click.option(
     type=click.Path(dir_okay=False),
     help="Pigsty inventory file.",
 )
+_ALLOW_UNKNOWN = _switch(
+    "--allow-unknown",
+    "Unknown parameter, field and package names are warnings, not errors (an inventory carrying another "
+    "tool's variables); wins over --strict for them.",
+)
+
+
+def INVENTORY(command: Any) -> Any:  # noqa: N802 - used as a decorator like the other options
+    """-i/--inventory, and --allow-unknown: every command that reads an inventory can be told to accept
+    another tool's variables."""
+    return _INVENTORY_OPTION(_ALLOW_UNKNOWN(command))
+
+
 OUTDIR = click.option(
     "-o",
     "--output",
@@ -30,7 +59,17 @@ OUTDIR = click.option(
 FACTS = click.option(
     "--facts", "facts_dir", default=None, help="Facts directory (default: facts/ beside the inventory)."
 )
-STRICT = click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+_STRICT_OPTION = click.option("--strict", is_flag=True, help="Treat every warning as an error.")
+_STRICT_SECRETS = _switch(
+    "--strict-secrets", "Secrets still holding a password Pigsty publishes in its examples are errors."
+)
+
+
+def STRICT(command: Any) -> Any:  # noqa: N802 - used as a decorator like the other options
+    """--strict (the command's `strict` parameter, as before) and --strict-secrets (kept in the context)."""
+    return _STRICT_OPTION(_STRICT_SECRETS(command))
+
+
 ALLOW_UPGRADE = click.option(
     "--allow-upgrade",
     is_flag=True,
@@ -39,16 +78,67 @@ ALLOW_UPGRADE = click.option(
 LIMIT = click.option("--limit", "target", default=None, help="Only this TARGET: host, cluster, group or all.")
 
 
-def problems_json(report: Report) -> list[dict[str, str]]:
-    """The report's problems as data (`--json`): severity, inventory path, sentence."""
-    return [{"severity": p.severity, "path": p.path, "message": p.message} for p in report.sorted()]
+def problems_json(report: Report) -> list[dict[str, Any]]:
+    """The report's problems as data (`--json`): severity, inventory path, sentence, and `file`, `line` and
+    `column` when the path was written in the inventory file."""
+    out: list[dict[str, Any]] = []
+    for p in report.sorted():
+        item: dict[str, Any] = {"severity": p.severity, "path": p.path, "message": p.message}
+        if p.location:
+            item.update(file=p.file, line=p.line, column=p.column)
+        out.append(item)
+    return out
+
+
+# kinds of problem that repeat across a fleet and say the same thing each time: one summary line each
+# (the sentence, and what to add while it is only a warning)
+_SUMMARISED = {
+    PUBLISHED_SECRET: (
+        "{n} secrets still have a password Pigsty publishes in its examples; set your own in secrets.yml",
+        " (--strict-secrets makes this an error)",
+    ),
+}
 
 
 def print_report(report: Report, quiet_notes: bool = False) -> None:
-    for problem in report.sorted():
-        if quiet_notes and problem.severity == "note":
-            continue
-        click.echo(str(problem), err=True)
+    """Each problem on one line (`file:line:column: severity: path: sentence`), except a kind of `_SUMMARISED`
+    met more than once at one severity: one line in its place, with the count and the paths listed compactly."""
+    problems = [p for p in report.sorted() if not (quiet_notes and p.severity == "note")]
+    groups: dict[tuple[str, str], list[Problem]] = {}
+    for p in problems:
+        if p.kind in _SUMMARISED:
+            groups.setdefault((p.severity, p.kind), []).append(p)
+    for p in problems:
+        group = groups.get((p.severity, p.kind), [p])
+        if len(group) == 1:
+            click.echo(str(p), err=True)
+        elif p is group[0]:
+            sentence, while_warning = _SUMMARISED[p.kind]
+            text = sentence.format(n=len(group)) + (while_warning if p.severity == "warning" else "")
+            click.echo(f"{p.severity}: {text}: {compact_paths(q.path for q in group)}", err=True)
+
+
+def compact_paths(paths: Any) -> str:
+    """`all.vars.{a,b}, all.children.pg-meta.vars.pg_users[0,1].password`: items differing only in their
+    last index share one entry, then keys of one parent share braces."""
+    by_index: dict[tuple[str, str], list[str]] = {}
+    for path in paths:
+        m = re.fullmatch(r"(.*)\[(\d+)\]([^\[\]]*)", path)
+        prefix, index, suffix = (m.group(1), m.group(2), m.group(3)) if m else (path, "", "")
+        by_index.setdefault((prefix, suffix), []).append(index)
+    merged = [
+        f"{prefix}[{','.join(sorted(set(idx), key=int))}]{suffix}" if idx[0] else prefix
+        for (prefix, suffix), idx in by_index.items()
+    ]
+    by_parent: dict[str, list[str]] = {}
+    for path in merged:
+        parent, _, leaf = path.rpartition(".") if "." in path.rsplit("]", 1)[-1] else ("", "", path)
+        by_parent.setdefault(parent, []).append(leaf)
+    parts = []
+    for parent, leaves in by_parent.items():
+        leaf = leaves[0] if len(leaves) == 1 else "{" + ",".join(sorted(set(leaves))) + "}"
+        parts.append(f"{parent}.{leaf}" if parent else leaf)
+    return ", ".join(parts)
 
 
 def compile_inventory(inventory: str, facts_dir: str | None, strict: bool, *, json_out: bool = False):
@@ -57,8 +147,16 @@ def compile_inventory(inventory: str, facts_dir: str | None, strict: bool, *, js
     on stdout, and the caller prints the problems of a valid one with its own document."""
     from sty.compiler.pipeline import compile_fleet
 
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
     try:
-        compiled = compile_fleet(inventory, facts_dir, strict=strict)
+        compiled = compile_fleet(
+            inventory,
+            facts_dir,
+            strict=strict,
+            allow_unknown=bool(meta.get(_META + "allow_unknown")),
+            strict_secrets=bool(meta.get(_META + "strict_secrets")),
+        )
     except InventoryError as exc:
         if json_out:
             click.echo(json.dumps({"valid": False, "problems": problems_json(exc.report)}, indent=2))

@@ -63,14 +63,19 @@ def ca_command(inventory, outdir, facts_dir):
 @main.command(name="apply")
 @OUTDIR
 @click.argument("target", default="all")
-@click.option("-j", "--jobs", default=4, show_default=True, help="Hosts changed in parallel within a phase.")
+@click.option("-j", "--jobs", default=4, show_default=True, help="Hosts read and changed in parallel within a phase.")
 @click.option("--check", "check_only", is_flag=True, help="Show drift (live vs bundle); change nothing; exit 1 if any.")
-@click.option("--yes", is_flag=True, help="Remove modules and retired hosts without asking.")
+@click.option("--yes", is_flag=True, help="Apply the plan (removals included) without asking.")
+@click.option(
+    "--json", "json_out", is_flag=True, help="Print the plan and the result (with --check: the drift) as JSON."
+)
 @SSH_CONFIG
-def apply_cmd(outdir, target, jobs, check_only, yes, ssh_config):
-    """Ship bundles to hosts over SSH; activate only what changed (TARGET: host, cluster, group or all). Modules
-    a host no longer has, and hosts removed from the inventory, are cleaned after confirmation."""
-    from sty.apply.drift import check_drift
+def apply_cmd(outdir, target, jobs, check_only, yes, json_out, ssh_config):
+    """Ship bundles to hosts over SSH; activate only what changed (TARGET: host, cluster, group or all; default
+    all). Every host is read first and the plan shown; nothing changes before it is confirmed (or --yes). Modules
+    a host no longer has, and hosts removed from the inventory, are part of the plan and cleaned last."""
+    from sty.apply.drift import drift_report
+    from sty.apply.progress import Printer
     from sty.apply.remote import SshOptions
     from sty.apply.run import apply as run_apply
     from sty.compiler.ca import sign_for_bundle
@@ -78,18 +83,12 @@ def apply_cmd(outdir, target, jobs, check_only, yes, ssh_config):
     ssh = SshOptions.from_env(config=ssh_config)
     try:
         if check_only:
-            diffs, errors = check_drift(Path(outdir), target, ssh)
-            for text in diffs:
-                click.echo(text, nl=False)
-            for err in errors:
-                click.echo(f"error: {err}", err=True)
-            if errors:
-                sys.exit(Exit.FAILED)
-            if diffs:
-                sys.exit(Exit.DIFFERENT)
-            click.echo("no drift")
+            _print_drift(drift_report(Path(outdir), target, ssh), json_out)
             return
-        result = run_apply(Path(outdir), target, jobs=jobs, ssh=ssh, sign=sign_for_bundle, confirm=_confirmer(yes))
+        confirm = _confirmer(yes, target, json_out)
+        result = run_apply(
+            Path(outdir), target, jobs=jobs, ssh=ssh, log=Printer(), sign=sign_for_bundle, confirm=confirm
+        )
     except UsageError as exc:
         fail_usage(str(exc))
     except Exception as exc:  # ApplyError, RemoteError: one sentence, no traceback
@@ -97,29 +96,68 @@ def apply_cmd(outdir, target, jobs, check_only, yes, ssh_config):
             raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(Exit.FAILED)
+    if not result.plan.changed and not json_out and not result.failures:
+        _show_plan(result.plan, target, len(result.changed), sys.stdout)
     for failure in result.failures:
         click.echo(f"error: {failure}", err=True)
     changed = sorted(ip for ip, c in result.changed.items() if c)
-    click.echo(
-        f"{len(result.changed)} host(s): {len(changed)} changed" + (f" ({', '.join(changed)})" if changed else "")
-    )
+    if json_out:
+        doc = {"target": target, "plan": result.plan.as_json(), "changed": result.changed, "failures": result.failures}
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(
+            f"{len(result.changed)} host(s): {len(changed)} changed" + (f" ({', '.join(changed)})" if changed else "")
+        )
     if result.failures:
         sys.exit(Exit.FAILED)
 
 
-def _confirmer(yes: bool):
-    """Shows what an apply would remove, then asks (or, without a terminal and --yes, refuses: exit 2)."""
+def _show_plan(plan, target: str, hosts: int, stream) -> None:
+    """`Plan for all (4 hosts)`, then the plan, or `no changes`: a run never starts silently."""
+    from sty.contract.plan import render_text
 
-    def confirm(removals) -> bool:
-        for removal in removals:
-            click.echo(f"{removal.host}: {removal.summary()}")
+    from .style import painter
+
+    paint = painter(stream)
+    click.echo(paint(f"Plan for {target} ({hosts} host{'' if hosts == 1 else 's'})", "bold"), file=stream)
+    for line in render_text(plan, paint) if plan.changed else ["no changes"]:
+        click.echo(line, file=stream)
+
+
+def _confirmer(yes: bool, target: str, json_out: bool):
+    """Shows the plan (on stderr with --json: stdout carries the document), then asks on stderr; without a terminal and
+    without --yes it refuses (exit 2), before anything changed on any host."""
+
+    def confirm(preview) -> bool:
+        if not (json_out and yes):
+            _show_plan(preview.plan, target, len(preview.hosts), sys.stderr if json_out else sys.stdout)
         if yes:
             return True
         if not sys.stdin.isatty():
-            raise UsageError("refusing to remove the above without --yes, as there is no terminal to confirm on")
-        return click.confirm("Remove these modules from these hosts?")
+            raise UsageError("refusing to apply the above without --yes, as there is no terminal to confirm on")
+        try:
+            return click.confirm("Apply this plan?", default=False, err=True)  # a question, not output
+        except click.Abort:  # Ctrl-C or end of input at the question: not confirmed (exit 2), not click's exit 1
+            return False
 
     return confirm
+
+
+def _print_drift(report, json_out: bool) -> None:
+    """`apply --check`: the diffs (or one JSON document); exit 1 on drift, 3 when a host could not be read."""
+    if json_out:
+        click.echo(json.dumps({"drift": report.as_json(), "errors": report.errors}, indent=2))
+    else:
+        for text in report.lines():
+            click.echo(text, nl=False)
+    for err in report.errors:
+        click.echo(f"error: {err}", err=True)
+    if report.errors:
+        sys.exit(Exit.FAILED)
+    if report.changed:
+        sys.exit(Exit.DIFFERENT)
+    if not json_out:
+        click.echo("no drift")
 
 
 @main.command()
@@ -219,7 +257,8 @@ def facts(outdir, host, facts_dir, ssh_config):
 @LIMIT
 @click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(1, 64), help="Hosts checked at once.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list the checks that passed.")
-def lint(outdir, target, jobs, verbose):
+@click.option("--json", "json_out", is_flag=True, help="Print every check's result as JSON (same exit codes).")
+def lint(outdir, target, jobs, verbose, json_out):
     """Judge every host bundle with the real programs, each host in a private network namespace (root).
     Exit 3 when a check fails."""
     from sty.apply.checks.systemd import PLATFORM_ENV
@@ -228,7 +267,9 @@ def lint(outdir, target, jobs, verbose):
 
     os.environ[PLATFORM_ENV] = json.dumps(program_packages())  # the checkers' view of the platform table
     try:
-        code = run_lint(Path(outdir), target, jobs=jobs, verbose=verbose, echo=lambda s: click.echo(s, nl=False))
+        code = run_lint(
+            Path(outdir), target, jobs=jobs, verbose=verbose, echo=lambda s: click.echo(s, nl=False), json_out=json_out
+        )
     except UsageError as exc:
         fail_usage(str(exc))
     sys.exit(code)

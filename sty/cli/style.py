@@ -19,6 +19,7 @@ STYLES = {
     "error": {"fg": "red", "bold": True},
     "warning": {"fg": "yellow"},
     "bold": {"bold": True},
+    "hunk": {"fg": "cyan"},
 }
 
 
@@ -39,3 +40,23 @@ def painter(stream: TextIO | None = None):
     if not colour_enabled(stream):
         return lambda text, style: text
     return lambda text, style: click.style(text, **STYLES.get(style, {}))
+
+
+def paint_diff(text: str, paint) -> str:
+    """A unified diff with its added lines green, removed ones red, hunk headers cyan and file headers bold."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        body, end = (line[:-1], "\n") if line.endswith("\n") else (line, "")
+        if line.startswith(("--- ", "+++ ")):
+            style = "bold"
+        elif line.startswith("@@"):
+            style = "hunk"
+        elif line.startswith("+"):
+            style = "add"
+        elif line.startswith("-"):
+            style = "remove"
+        else:
+            out.append(line)
+            continue
+        out.append(paint(body, style) + end)
+    return "".join(out)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .actions import ACTIONS
+from .targets import host_key
 
 # the host statuses, in the order a plan lists them
 STATUSES = ("add", "change", "retire", "remove")
@@ -48,6 +49,11 @@ class Activation:
         return cls(impact, text)
 
 
+def ordered(activations: list[Activation]) -> list[Activation]:
+    """Restarts first (what a reviewer weighs most), then reloads, then runs; each by label, once."""
+    return sorted(set(activations), key=lambda a: (IMPACTS.index(a.impact), a.label))
+
+
 @dataclass
 class HostPlan:
     """One host's part of the plan. Paths are the host's own (`/etc/haproxy/haproxy.cfg`)."""
@@ -72,7 +78,7 @@ class HostPlan:
             "status": self.status,
             "group": self.group or None,
             "files": {"added": self.added, "changed": self.changed, "removed": self.removed},
-            "activations": [{"impact": a.impact, "label": a.label} for a in sorted(set(self.activations))],
+            "activations": [{"impact": a.impact, "label": a.label} for a in ordered(self.activations)],
             "note": self.note or None,
         }
 
@@ -105,12 +111,7 @@ class Plan:
 
 
 def _order(hp: HostPlan) -> tuple:
-    return (STATUSES.index(hp.status), hp.group or "~", _host_key(hp.host))
-
-
-def _host_key(host: str) -> tuple:
-    parts = host.split(".")
-    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else (1 << 32, host)
+    return (STATUSES.index(hp.status), hp.group or "~", host_key(hp.host))
 
 
 Paint = Callable[[str, str], str]  # (text, style) -> text; style is one of add, change, remove, restart, bold
@@ -121,16 +122,20 @@ def _plain(text: str, style: str) -> str:
 
 
 def totals_line(plan: Plan) -> str:
+    """`Plan: 1 to add, 3 to change, 0 to retire, 0 unchanged; hosts that restart: 0, reload: 3, run: 3.`
+    Every number counts hosts; `to remove` appears only when a host's files go without a retirement."""
     t = plan.totals()
-    hosts = ", ".join(f"{t[s]} to {w}" for s, w in (("add", "add"), ("change", "change"), ("retire", "retire")))
+    hosts = [f"{t[s]} to {s}" for s in ("add", "change", "retire")]
     if t["remove"]:
-        hosts += f", {t['remove']} to remove"
-    services = f"{t['restart']} restart, {t['reload']} reload, {t['run']} run"
-    return f"Plan: hosts {hosts} ({t['unchanged']} unchanged); hosts that {services}."
+        hosts.append(f"{t['remove']} to remove")
+    effects = ", ".join(f"{i}: {t[i]}" for i in IMPACTS)
+    return f"Plan: {', '.join(hosts)}, {t['unchanged']} unchanged; hosts that {effects}."
 
 
-def render_text(plan: Plan, paint: Paint = _plain, files: bool = True) -> list[str]:
-    """The plan as lines: members of one group with identical plans are one block (`pg-test: 3 hosts ...`)."""
+def render_text(plan: Plan, paint: Paint = _plain, files: bool = True, all_files: bool = False) -> list[str]:
+    """The plan as lines: members of one group with identical plans are one block (`pg-test: 3 hosts ...`).
+    `files` lists the files of changed hosts; a host that arrives or leaves shows counts only (its whole bundle
+    would be dozens of lines saying nothing), unless `all_files`."""
     lines: list[str] = []
     blocks: dict[tuple, list[HostPlan]] = {}
     for hp in sorted(plan.hosts, key=_order):
@@ -156,10 +161,10 @@ def render_text(plan: Plan, paint: Paint = _plain, files: bool = True) -> list[s
         lines.append(paint(head, style[first.status]))
         if first.note:
             lines.append(f"    {first.note}")
-        if files:
+        if files and (first.status == "change" or all_files):
             for mark, names in (("+", first.added), ("~", first.changed), ("-", first.removed)):
                 lines.extend(f"    {mark} {name}" for name in names)
-        for act in sorted(set(first.activations), key=lambda a: (IMPACTS.index(a.impact), a.label)):
+        for act in ordered(first.activations):
             text = f"    => {act.impact}: {act.label}"
             lines.append(paint(text, "restart") if act.impact == "restart" else text)
     lines.append(paint(totals_line(plan), "bold"))

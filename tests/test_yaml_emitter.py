@@ -1,0 +1,144 @@
+"""The fast YAML writer (compiler/yaml_emitter.py) is byte-identical to PyYAML's dump with sty's settings, on
+random data built to hit quoting, literal blocks and nesting. Every document of every Pigsty example's build is
+compared too, in tests/test_corpus.py (which renders them anyway), and the shipped inventories in
+test_shipped_inventories_are_byte_identical."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from shared import ROOT
+
+from sty.compiler import render, yaml_emitter
+from sty.compiler.build import render_targets
+from sty.compiler.pipeline import compile_fleet, resolve_target
+
+FAST_DUMP = yaml_emitter.dump  # taken before a test patches the module with a spy
+TRICKY = [
+    "",
+    " ",
+    "-",
+    "- x",
+    "?",
+    ": x",
+    "a: b",
+    "a #b",
+    "#x",
+    "x#",
+    "yes",
+    "No",
+    "on",
+    "null",
+    "~",
+    "=",
+    "<<",
+    "123",
+    "0x1f",
+    "1_000",
+    "1:20",
+    "1e3",
+    ".5",
+    ".inf",
+    "2001-12-14",
+    "it's",
+    "'q'",
+    '"q"',
+    "a\\b",
+    "tab\there",
+    "ü",
+    "trailing ",
+    " leading",
+    "a\nb",
+    "a\nb\n",
+    "a\n\nb\n\n",
+    "  lead\nx",
+    "x \ny",
+    "@x",
+    "%x",
+    "&x",
+    "*x",
+    "!x",
+    "|x",
+    ">x",
+    "[x]",
+    "{x}",
+    "a,b",
+    "a[0]",
+    "x" * 1500,
+    ("word " * 300).strip(),
+    "\x07bell",
+    "/etc/a.conf",
+    "${var}",
+    "$1",
+    "...",
+    "...x",
+    ".x",
+    "a:b",
+    "a:",
+    "a::b",
+    "10.0.0.1:9630",
+    "a#b",
+    "x,y",
+    "q?",
+    "[? pg_role == `primary`]",
+    "a: ",
+    "x\r",
+    "line\u2028sep",
+]
+scalars = st.one_of(
+    st.sampled_from(TRICKY),
+    st.text(max_size=12),
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False),
+)
+keys = st.one_of(st.sampled_from(TRICKY[:40]), st.text(min_size=1, max_size=8))
+documents = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4)),
+    max_leaves=25,
+)
+
+
+@pytest.mark.parametrize("inventory", [ROOT / "pigsty.yml", ROOT / "conf/testbed.yml"], ids=lambda p: p.name)
+def test_shipped_inventories_are_byte_identical(inventory: Path, monkeypatch):
+    seen: list = []
+    real = yaml_emitter.dump
+    monkeypatch.setattr(yaml_emitter, "dump", lambda data, fallback: seen.append(data) or real(data, fallback))
+    compiled = compile_fleet(inventory)
+    render_targets(compiled, resolve_target(compiled.fleet, None))
+    assert len(seen) > 10  # manifests, Patroni, scrape targets ... went through the writer
+    for data in seen:
+        assert FAST_DUMP(data, render.pyyaml_dump) == render.pyyaml_dump(data)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(documents)
+def test_random_documents_are_byte_identical(data):
+    assert yaml_emitter.dump(data, render.pyyaml_dump) == render.pyyaml_dump(data)
+
+
+@pytest.mark.parametrize("value", TRICKY)
+def test_tricky_scalars_at_depth_round_trip(value):
+    doc = {"a": [{"b": {"c": value, value or "e": [value, [value]]}}], "d": value}
+    text = yaml_emitter.dump(doc, render.pyyaml_dump)
+    assert text == render.pyyaml_dump(doc)
+    assert yaml.safe_load(text) == doc
+
+
+def test_plain_strings_skip_pyyaml():
+    """The point of the writer: a document of plain strings never reaches PyYAML."""
+    calls: list = []
+
+    def fallback(data):
+        calls.append(data)
+        return render.pyyaml_dump(data)
+
+    doc = {"scrape_configs": [{"job_name": f"pg-{i}", "targets": [f"10.0.0.{i}:9630"]} for i in range(50)]}
+    assert yaml_emitter.dump(doc, fallback) == render.pyyaml_dump(doc)
+    assert calls == []
