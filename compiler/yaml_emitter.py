@@ -24,6 +24,7 @@ _STR = "tag:yaml.org,2002:str"
 # rest): no leading indicator or space, no `"`, backslash, tab or non-ASCII anywhere, no trailing space, and no
 # `: ` / ` #` (or a final `:`) that would start a value or a comment
 _PLAIN = re.compile(r"[A-Za-z0-9_/.$(<=+~^;][A-Za-z0-9_/.$()<>=+~^;!&*|%@',:#?\[\]{} -]*")
+_OTHER_BREAKS = re.compile("[\r\x85\u2028\u2029]")
 _LONG = 1000  # past this a plain or quoted scalar may be folded at the emitter's width: PyYAML writes those
 
 
@@ -63,8 +64,8 @@ class Writer:
         if kind is str:
             if _plain_ok(value):
                 return value
-            if "\n" not in value and len(value) > _LONG:
-                raise _Fallback
+            if ("\n" not in value and len(value) > _LONG) or _OTHER_BREAKS.search(value):
+                raise _Fallback  # folded at the width, or broken at a line break YAML has besides \n
         elif kind is bool:
             return "true" if value else "false"
         elif kind is int:
@@ -76,6 +77,8 @@ class Writer:
         lines = self.scalar_lines(value)
         if len(lines) == 1:
             return lines[0]
+        if not lines[0].startswith(("|", ">")):
+            raise _Fallback  # a quoted scalar PyYAML broke over lines: its continuation indent is its own
         pad = " " * indent
         return lines[0] + "".join("\n" + (pad + line if line else line) for line in lines[1:])
 
@@ -157,10 +160,11 @@ _scalar_memo: dict[tuple[type, Any], tuple[str, ...]] = {}
 def _scalar_in_value_position(value: Any, fallback: Callable[[Any], str]) -> tuple[str, ...]:
     """PyYAML's rendering of one scalar as a mapping value at indent 0 (`k: <this>`), as lines; a literal
     block's lines carry their indentation relative to the key, which the caller shifts to its own."""
-    memo_key = (type(value), value)
+    # keyed by text for floats: 0.0 == -0.0 (and hash alike) but PyYAML writes them differently
+    memo_key = (type(value), value if type(value) is str else repr(value))
     try:
         return _scalar_memo[memo_key]
-    except (KeyError, TypeError):
+    except KeyError:
         pass
     text = fallback({"k": value})
     if not text.startswith("k: "):
@@ -170,8 +174,5 @@ def _scalar_in_value_position(value: Any, fallback: Callable[[Any], str]) -> tup
         raise _Fallback  # a `|+` block leaves the document open: PyYAML closes it where the document ends
     lines = tuple(body.rstrip("\n").split("\n"))
     if len(_scalar_memo) < 65536:
-        try:
-            _scalar_memo[memo_key] = lines
-        except TypeError:
-            pass
+        _scalar_memo[memo_key] = lines
     return lines

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from shared import ROOT
 
@@ -117,8 +117,12 @@ def test_shipped_inventories_are_byte_identical(inventory: Path, monkeypatch):
         assert FAST_DUMP(data, render.pyyaml_dump) == render.pyyaml_dump(data)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomized: CI runs the same 1000 documents each time (seeds were explored by hand: 30 seeds x 400 pass)
+@settings(max_examples=1000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(documents)
+@example([["line\u2028sep", "cr\rlf", "nel\x85"]])  # line breaks YAML has besides \n
+@example([0.0, -0.0, {"a": -0.0, "b": 0.0}])  # equal and hashed alike, written differently: no shared memo
+@example([1e16, 1.0, float("inf"), -float("inf")])
 def test_random_documents_are_byte_identical(data):
     assert yaml_emitter.dump(data, render.pyyaml_dump) == render.pyyaml_dump(data)
 
