@@ -7,6 +7,8 @@
 
 `make bench BENCH_ARGS=--quick` passes options through. Others: `--sizes 100,4000` (fleet sizes),
 `--check-hosts N` (the big `sty check`; 0 skips it), `--plain` (no phase timers: the real CLI alone),
+`--repeat N` (each case N times, the median kept and the spread shown: single runs on this shared machine vary
+by 20% and more, so compare two versions of sty with `--quick --repeat 3`),
 `--json FILE` (every measurement, to compare two runs), `--dir DIR` (where the fleets are built: the file system
 is part of what is measured; `--dir /dev/shm` takes the disk out and leaves sty's own cost).
 
@@ -41,8 +43,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -108,14 +112,17 @@ def sized_fleet(hosts: int) -> dict:
     return fleet(clusters=clusters, total=hosts)
 
 
-def change_one_cluster(inventory: dict) -> None:
-    """What a typical pull request does: one cluster gets one more database (its members and the infra
-    nodes that scrape and chart it re-render; nothing else should)."""
+def change_one_cluster(inventory: dict, changed: bool = True) -> None:
+    """What a typical pull request does: one cluster gets one more database (`changed=False` takes it back, so a
+    repeated case changes something each time). Its three members re-render, and so do the infra and etcd
+    nodes, whose bundles depend on every cluster (scrape targets, data sources, DCS users)."""
     cluster = inventory["all"]["children"]["pg-c000"]["vars"]
-    cluster["pg_databases"] = [*cluster["pg_databases"], {"name": "db0_extra", "owner": "u0"}]
+    first = [db for db in cluster["pg_databases"] if db["name"] != "db0_extra"]
+    cluster["pg_databases"] = [*first, {"name": "db0_extra", "owner": "u0"}] if changed else first
 
 
 def dump(inventory: dict, path: Path) -> None:
+    """libyaml's dumper: the 50,000-host inventory takes seconds with it, a minute without."""
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     path.write_text(yaml.dump(inventory, Dumper=dumper, sort_keys=False))
 
@@ -137,6 +144,7 @@ class Result:
     missing: list[str] = field(default_factory=list)  # wrapped names the runner did not find (renamed or moved)
     gc_s: float | None = None  # seconds in the cyclic garbage collector (inside the phases)
     gc_full: int | None = None  # full (generation 2) collections
+    spread: float | None = None  # with --repeat: (slowest - fastest) / the median run, which is the one kept
 
     @property
     def other(self) -> float | None:
@@ -151,7 +159,22 @@ class Runner:
     """Runs one case in a fresh process: the real CLI through the phase-timing runner."""
 
     timed: bool = True
+    repeat: int = 1
     results: list[Result] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def median(self, prepare: Callable[[int], None], *args: Any, **kwargs: Any) -> Result:
+        """`run` `repeat` times, `prepare(i)` before each, keeping the run of median wall time: on a shared
+        machine one run of a case varies by 20% and more."""
+        runs = []
+        for i in range(self.repeat):
+            prepare(i)
+            runs.append(self.run(*args, **kwargs))
+        keep = sorted(runs, key=lambda r: r.wall)[len(runs) // 2]
+        if len(runs) > 1:
+            keep.spread = (max(r.wall for r in runs) - min(r.wall for r in runs)) / max(keep.wall, 1e-9)
+            self.results[:] = [r for r in self.results if r is keep or all(r is not x for x in runs)]
+        return keep
 
     def run(
         self,
@@ -178,9 +201,11 @@ class Runner:
             err.seek(0)
             stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
         report, problems = _phase_line(stderr)
-        if code not in ok:
-            sys.exit(f"{case}: sty {' '.join(args)} exited {code}:\n{problems[-2000:]}")
         lines = stdout.strip().splitlines() or [line for line in problems.splitlines() if line.startswith("error")]
+        if code not in ok:  # kept as a row (a long run's other figures stay), and `make bench` fails at the end
+            print(f"{case}: sty {' '.join(args)} exited {code}:\n{problems[-2000:]}", file=sys.stderr)
+            self.failed.append(case)
+            lines = [f"FAILED (exit {code}): {(lines or [''])[-1]}"]
         result = Result(
             case,
             kind,
@@ -232,7 +257,8 @@ class Budget:
 
 def project(kind: str, hosts: int, results: list[Result]) -> float | None:
     """Wall seconds of a case of `kind` at `hosts`, extrapolated from the two largest smaller fleets measured
-    (the growth exponent between them, kept within [1, 1.5]), or from one of them linearly."""
+    (the growth exponent between them, kept within [1, 1.25]: measured ones are 1.0 to 1.2, and a noisy pair of
+    runs must not inflate it), or from one of them linearly."""
     known = sorted((r.hosts, r.wall) for r in results if r.kind == kind and 0 < r.hosts < hosts)
     if not known:
         return None
@@ -241,7 +267,7 @@ def project(kind: str, hosts: int, results: list[Result]) -> float | None:
     if len(known) > 1:
         n0, t0 = known[-2]
         if n1 > n0 and t1 > 0 and t0 > 0:
-            alpha = min(max(math.log(t1 / t0) / math.log(n1 / n0), 1.0), 1.5)
+            alpha = min(max(math.log(t1 / t0) / math.log(n1 / n0), 1.0), 1.25)
     return t1 * (hosts / n1) ** alpha
 
 
@@ -261,8 +287,19 @@ def shipped_cases(runner: Runner, tmp: Path) -> None:
     where.mkdir()
     (where / "pigsty.yml").write_bytes((ROOT / "pigsty.yml").read_bytes())
     hosts = len(_count_hosts(where / "pigsty.yml"))
-    runner.run(f"shipped ({hosts} hosts), full build", "shipped full", hosts, ["build"], where)
-    runner.run(f"shipped ({hosts} hosts), nothing changed", "shipped no-op", hosts, ["build"], where)
+    full, noop = f"shipped ({hosts} hosts), full build", f"shipped ({hosts} hosts), nothing changed"
+    runner.median(lambda i: _wipe(where), full, "shipped full", hosts, ["build"], where)
+    runner.median(_nothing, noop, "shipped no-op", hosts, ["build"], where)
+
+
+def _wipe(where: Path) -> None:
+    """Back to no output at all, for a repeated full build."""
+    for name in ("outputs", ".sty"):
+        shutil.rmtree(where / name, ignore_errors=True)
+
+
+def _nothing(_: int) -> None:
+    pass
 
 
 def _count_hosts(path: Path) -> list[str]:
@@ -299,17 +336,30 @@ def fleet_cases(runner: Runner, budget: Budget, tmp: Path, hosts: int) -> None:
             if kind != KINDS[0]:
                 budget.skip(case, "needs the full build")
             continue
-        if kind == KINDS[2]:
-            change_one_cluster(inventory)
-            dump(inventory, where / "pigsty.yml")
         if kind == KINDS[0] or budget.allows(case, kind, hosts, runner.results):
-            runner.run(case, kind, hosts, args, where, ok=(0, 1) if kind == KINDS[3] else (0,))
+            prepare = _preparation(kind, where, inventory)
+            runner.median(prepare, case, kind, hosts, args, where, ok=(0, 1) if kind == KINDS[3] else (0,))
     case = f"{hosts} hosts, check only"
     if budget.allows(case, KINDS[4], hosts, runner.results):
-        runner.run(case, KINDS[4], hosts, ["check"], where)
+        runner.median(_nothing, case, KINDS[4], hosts, ["check"], where)
     t0 = time.perf_counter()
     shutil.rmtree(where, ignore_errors=True)  # 10,000 hosts leave 400,000 files behind
     budget.overhead["cleaning"] += time.perf_counter() - t0
+
+
+def _preparation(kind: str, where: Path, inventory: dict) -> Callable[[int], None]:
+    """What comes before each run of a case: a full build starts from nothing; a changed cluster is changed
+    and changed back in turn, so every run re-renders the same hosts."""
+    if kind == KINDS[0]:
+        return lambda i: _wipe(where)
+    if kind == KINDS[2]:
+
+        def toggle(i: int) -> None:
+            change_one_cluster(inventory, changed=i % 2 == 0)
+            dump(inventory, where / "pigsty.yml")
+
+        return toggle
+    return _nothing
 
 
 def check_case(runner: Runner, budget: Budget, tmp: Path, hosts: int) -> None:
@@ -320,9 +370,10 @@ def check_case(runner: Runner, budget: Budget, tmp: Path, hosts: int) -> None:
     t0 = time.perf_counter()
     dump(sized_fleet(hosts), where / "pigsty.yml")
     budget.overhead["inventories"] += time.perf_counter() - t0
-    size = (where / "pigsty.yml").stat().st_size / 2**20
-    case = f"{hosts} hosts ({size:.1f} MiB), check"
-    if not budget.allows(case, KINDS[4], hosts, [r for r in runner.results if r.exit == 0]):
+    size = (where / "pigsty.yml").stat().st_size
+    case = f"{hosts} hosts ({size / 2**20:.1f} MiB), check"
+    refused = size > _loader_limit()  # refused at once, whatever the budget: that is a finding too
+    if not refused and not budget.allows(case, KINDS[4], hosts, [r for r in runner.results if r.exit == 0]):
         return
     first = runner.run(case, KINDS[4], hosts, ["check"], where, ok=(0, 2))
     if first.exit == 0:
@@ -331,6 +382,16 @@ def check_case(runner: Runner, budget: Budget, tmp: Path, hosts: int) -> None:
     case = f"{hosts} hosts, check, loader limits lifted"
     if budget.allows(case, KINDS[4], hosts, runner.results):
         runner.run(case, KINDS[4], hosts, ["check"], where, env={"STY_BENCH_LIFT_LIMITS": "1"})
+
+
+def _loader_limit() -> float:
+    """The loader's file-size limit, read from the compiler (infinite when it has none any more)."""
+    try:
+        from sty.compiler import loader
+    except ImportError:
+        return float("inf")
+    limit = getattr(loader, "MAX_BYTES", None)
+    return float(limit) if isinstance(limit, int) else float("inf")
 
 
 def profile(tmp: Path, hosts: int, top: int = 25) -> None:
@@ -360,13 +421,16 @@ def _fmt(value: float | None, width: int = 7, digits: int = 2) -> str:
 def print_scaling(results: list[Result]) -> None:
     """One row per case, each kind of case by fleet size; `gc s` is the cyclic collector's share of the wall
     time (inside the phases) and `full` its full collections."""
+    spread = any(r.spread is not None for r in results)
     print(
         f"{'case':44} {'hosts':>6} {'wall s':>7} {'cpu s':>7} {'MiB':>6} {'ms/host':>8} {'cpu ms/h':>8}"
-        f" {'gc s':>6} {'full':>4}  result"
+        f" {'gc s':>6} {'full':>4}" + (f" {'spread':>6}" if spread else "") + "  result"
     )
     for r in _ordered(results):
         per_wall, per_cpu = 1000 * r.wall / max(r.hosts, 1), 1000 * r.cpu / max(r.hosts, 1)
         gc_cols = f"{_fmt(r.gc_s, 6)} {r.gc_full if r.gc_full is not None else 'n/a':>4}"
+        if spread:
+            gc_cols += f" {'n/a':>6}" if r.spread is None else f" {100 * r.spread:5.0f}%"
         print(
             f"{r.case:44} {r.hosts:6d} {r.wall:7.2f} {r.cpu:7.2f} {r.peak_mib:6.0f} "
             f"{per_wall:8.2f} {per_cpu:8.2f} {gc_cols}  {r.last[:60]}"
@@ -421,6 +485,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", help="comma-separated fleet sizes (default 100,1000,4000,10000)")
     parser.add_argument("--check-hosts", type=int, help=f"hosts of the `sty check` case (default {CHECK_HOSTS})")
     parser.add_argument("--budget", type=float, default=BUDGET, help="seconds; skip cases projected past it (0: none)")
+    parser.add_argument("--repeat", type=int, default=1, help="run each case N times and keep the median")
     parser.add_argument("--plain", action="store_true", help="no phase timers")
     parser.add_argument("--profile", action="store_true", help="cProfile the 1000-host full and no-op builds")
     parser.add_argument("--json", type=Path, help="write every measurement to this file")
@@ -428,7 +493,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(QUICK_SIZES if args.quick else FULL_SIZES)
     check_hosts = args.check_hosts if args.check_hosts is not None else (0 if args.quick else CHECK_HOSTS)
-    runner = Runner(timed=not args.plain)
+    runner = Runner(timed=not args.plain, repeat=max(args.repeat, 1))
     budget = Budget(args.budget)
     with tempfile.TemporaryDirectory(prefix="sty-bench-", dir=args.dir) as tmp_name:
         tmp = Path(tmp_name)
@@ -448,6 +513,8 @@ def main(argv: list[str] | None = None) -> None:
             profile(tmp, 1000)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in runner.results], indent=1))
+    if runner.failed:
+        sys.exit(f"failed: {', '.join(runner.failed)}")
 
 
 if __name__ == "__main__":

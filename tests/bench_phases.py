@@ -4,9 +4,11 @@ compiler's functions from the outside, and report the phase totals as one JSON l
     python tests/bench_phases.py build -q          # what `sty build -q` does, plus the phase line
 
 Why from the outside: the compiler is being changed while it is measured, and timers inside it would be one
-more thing to keep in step. Here each phase is a list of `module:function` names; a name that is missing (a
-helper renamed or moved it) is skipped, and a phase none of whose names exist is reported as n/a instead of
-failing the run, so the benchmark keeps working across refactorings.
+more thing to keep in step. Here each phase is a list of `module:function` names (`a|b` where a function may
+live in either place), plus whole modules whose public functions all belong to one phase (the loader, the
+writer, the YAML emitter, `diff`), so a function added there is timed too. A name that is missing (renamed or
+moved) is skipped and reported in the JSON line, and a phase none of whose names exist is reported as n/a
+instead of failing the run: the benchmark keeps working across refactorings.
 
 Attribution is exclusive: a wrapped call charges its phase with its own time minus the time of the wrapped
 calls nested in it, so a Jinja2 template rendered inside a module's `render` counts once, under `render`, and
@@ -18,9 +20,14 @@ Wrapping by identity: modules import functions by name (`from ...render import r
 replacing the attribute on the defining module alone would miss those copies. After importing the compiler
 and every fleet module, each wrapped function is replaced wherever a `sty.*` module holds that very object.
 
+The line also carries the time spent in Python's cyclic garbage collector (`gc.callbacks`), which happens inside
+the phases and grows with the heap, and the time the line was written, from which the parent derives the
+interpreter's teardown.
+
 Environment: `STY_BENCH_T0` (the parent's `time.time()` at spawn) lets the child report interpreter start
 and imports as `start`; `STY_BENCH_PHASES=0` turns the timers off (a plain run through the same entry point);
-`STY_BENCH_PROFILE=FILE` runs the command under cProfile and dumps the statistics to FILE.
+`STY_BENCH_PROFILE=FILE` runs the command under cProfile (main thread only) and dumps the statistics to FILE;
+`STY_BENCH_LIFT_LIMITS=1` raises the loader's size limits, to time a fleet larger than sty accepts.
 """
 
 from __future__ import annotations
@@ -42,11 +49,12 @@ _ENTRY = time.time()  # before any sty import: the interpreter's own start ends 
 
 MARKER = "STY-BENCH-PHASES "
 
-# phase -> the functions whose (exclusive) time it is; order is the order of the printed table
+# phase -> the functions whose (exclusive) time it is; order is the order of the printed table. `a|b` names
+# where one function may live (or two generations of it): every one that exists is wrapped, and the entry is
+# reported missing only when none does
 PHASES: dict[str, tuple[str, ...]] = {
     "load": (
-        "sty.compiler.loader:read_yaml",
-        "sty.compiler.loader:read_marked",
+        "sty.compiler.loader:read_marked|sty.compiler.loader:read_yaml",
         "sty.compiler.loader:parse_inventory",
         "sty.compiler.loader:load_inventory",
     ),
@@ -85,11 +93,10 @@ PHASES: dict[str, tuple[str, ...]] = {
     # the files a manifest says sty wrote (parsed back from YAML), the pinned identity
     "state": (
         "sty.compiler.writer:manifest_files",
-        "sty.compiler.build:unchanged_hosts",
+        "sty.compiler.build:unchanged_hosts|sty.compiler.build:_unchanged",
         "sty.compiler.diff:_unchanged_listing",
         "sty.compiler.schema:code_digest",
         "sty.compiler.pipeline:input_digest",
-        "sty.compiler.build:_unchanged",
         "sty.compiler.build:read_state",
         "sty.compiler.build:write_state",
         "sty.compiler.build:_save_state",
@@ -113,12 +120,9 @@ PHASES: dict[str, tuple[str, ...]] = {
         "sty.compiler.writer:remove_host",
     ),
     "diff": (
-        "sty.compiler.build:diff",
-        "sty.compiler.diff:diff",
-        "sty.compiler.build:_diff_files",
-        "sty.compiler.diff:_diff_files",
-        "sty.compiler.writer:unified",
-        "sty.compiler.diff:unified",
+        "sty.compiler.diff:diff|sty.compiler.build:diff",
+        "sty.compiler.diff:_diff_files|sty.compiler.build:_diff_files",
+        "sty.compiler.writer:unified|sty.compiler.diff:unified",
     ),
 }
 # modules whose other public functions belong to one phase: a function a helper adds or renames there is still
@@ -243,18 +247,21 @@ def _module_functions(module_name: str) -> list[str]:
     return names
 
 
-def install(clock: Clock) -> dict[str, list[str]]:
-    """Wrap every phase function that exists; returns phase -> the targets found (empty: the phase is n/a).
+def install(clock: Clock) -> tuple[dict[str, list[str]], list[str]]:
+    """Wrap every phase function that exists. Returns phase -> the names found (none: the phase is n/a), and
+    the entries of PHASES none of whose alternatives exists (renamed or moved: their time lands elsewhere).
 
     A name listed in PHASES is replaced everywhere, its own module included (`build` calls `render_targets`
     through its module's globals). A function found only through MODULE_PHASES is replaced in the other
     modules: calls into the module are timed, its calls to its own small helpers cost nothing extra."""
     found: dict[str, list[str]] = {p: [] for p in PHASES}
+    missing: list[str] = []
     wrappers: dict[int, tuple[Callable[..., Any], str | None]] = {}  # id -> wrapper, module it is not patched in
-    targets = [(phase, t, False) for phase, names in PHASES.items() for t in names]
+    targets = [(phase, t, False) for phase, entries in PHASES.items() for e in entries for t in e.split("|")]
     targets += [(phase, t, True) for module, phase in MODULE_PHASES.items() for t in _module_functions(module)]
+    resolved = {target: _resolve(target) for _, target, _ in targets}
     for phase, target, boundary_only in targets:
-        fn = _resolve(target)
+        fn = resolved[target]
         if fn is None:
             continue
         fn = getattr(fn, "__sty_bench_original__", fn)
@@ -262,6 +269,8 @@ def install(clock: Clock) -> dict[str, list[str]]:
             home = target.partition(":")[0] if boundary_only else None
             wrappers[id(fn)] = (clock.wrap(phase, fn), home)
             found[phase].append(target)
+    for entries in PHASES.values():
+        missing += [e for e in entries if all(resolved[t] is None for t in e.split("|"))]
     for module in list(sys.modules.values()):
         name = getattr(module, "__name__", "")
         if not name.startswith("sty"):
@@ -270,10 +279,17 @@ def install(clock: Clock) -> dict[str, list[str]]:
             entry = wrappers.get(id(value))
             if entry is not None and callable(value) and entry[1] != name:
                 setattr(module, attr, entry[0])
-    return found
+    return found, missing
 
 
-def _report(clock: Clock | None, found: dict[str, list[str]], imported: float, status: int, collector: GcClock) -> None:
+def _report(
+    clock: Clock | None,
+    found: dict[str, list[str]],
+    missing: list[str],
+    imported: float,
+    status: int,
+    collector: GcClock,
+) -> None:
     """One JSON line on stderr: the parent parses it; a human reading stderr can too."""
     phases = {}
     for phase in PHASES:
@@ -281,8 +297,6 @@ def _report(clock: Clock | None, found: dict[str, list[str]], imported: float, s
             phases[phase] = None
         else:
             phases[phase] = {"wall": clock.wall[phase], "cpu": clock.cpu[phase], "calls": clock.calls[phase]}
-    listed = {t for targets in PHASES.values() for t in targets}
-    missing = sorted(listed - {t for targets in found.values() for t in targets}) if clock else []
     doc = {
         "start": imported - _T0,
         "interpreter": _ENTRY - _T0,
@@ -312,7 +326,7 @@ def main(argv: list[str]) -> int:
     if os.environ.get("STY_BENCH_LIFT_LIMITS") == "1":
         lift_limits()
     clock = Clock() if timed else None
-    found = install(clock) if clock else {}
+    found, missing = install(clock) if clock else ({}, [])
     imported = time.time()
     from sty.cli import main as cli
 
@@ -335,7 +349,7 @@ def main(argv: list[str]) -> int:
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(profile_to)
-        _report(clock, found, imported, status, collector)
+        _report(clock, found, missing, imported, status, collector)
     return status
 
 
