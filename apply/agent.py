@@ -6,6 +6,7 @@ round trip per step and the same logic on every host, whatever its distribution.
 
 Operations
   inspect   state of managed paths: exists, sha256, owner, group, mode (and content when asked)
+  look      inspect, plus the state of units and a read-only probe: the whole first pass of an apply, one round trip
   ensure    OS users and directories the manifest lists (idempotent)
   install   copy staged files into place atomically, backing up what they replace
   remove    delete files a bundle no longer contains, backing them up
@@ -198,6 +199,36 @@ def op_inspect(req: dict) -> dict:
 
 def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+
+def op_look(req: dict) -> dict:
+    """`inspect`, plus what `systemctl is-active` and `is-enabled` print for the units (one word per unit, as the
+    control side read them from the commands themselves) and the output of the read-only probe of packages, users
+    and directories (a shell script the control side wrote from the manifest, quoted there): the first pass of an
+    apply in one round trip. The commands run while the files are read. Nothing is written."""
+    units = [str(u) for u in req.get("units") or []]
+    for unit in units:
+        if not unit or unit.startswith("-") or any(c.isspace() or c == "\x00" for c in unit):
+            raise ValueError(f"{unit!r} is not a unit name; refusing it")
+    started = {}
+    if units:
+        for verb in ("is-active", "is-enabled"):
+            started[verb] = _start(["systemctl", verb, "--", *units])
+    if req.get("probe"):
+        started["probe"] = _start(["sh", "-c", req["probe"]])
+    try:
+        out = op_inspect(req)
+    finally:
+        said = {key: proc.communicate()[0] for key, proc in started.items()}
+    for verb in ("is-active", "is-enabled"):
+        out[verb] = said[verb].split() if verb in said else []
+    if "probe" in said:
+        out["probe"] = said["probe"]
+    return out
+
+
+def _start(cmd: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
 def op_ensure(req: dict) -> dict:
@@ -443,6 +474,7 @@ def op_record(req: dict) -> dict:
 
 OPERATIONS = {
     "inspect": op_inspect,
+    "look": op_look,
     "ensure": op_ensure,
     "install": op_install,
     "remove": op_remove,

@@ -95,6 +95,20 @@ def bundle_hosts(outdir: Path, retired: bool = False) -> list[str]:
     return discover(outdir, retired=retired)
 
 
+def load_bundles(outdir: Path, target: str | None, retired: bool = False) -> dict[str, Bundle]:
+    """The bundles of TARGET (as `select_hosts` chooses them), each manifest read and parsed once."""
+    read = {}
+    for ip in bundle_hosts(outdir, retired):
+        try:
+            read[ip] = read_manifest(outdir / f"{ip}.yml")
+        except ManifestError as exc:  # invalid input, like a bad inventory: exit 2
+            raise UsageError(str(exc)) from None
+    if not read:
+        raise UsageError(f"{outdir}: no host bundles (<ip>.yml beside <ip>/); run sty build first")
+    chosen = select({ip: m.target_names() for ip, (m, _) in read.items()}, target, f"the bundles in {outdir}")
+    return {ip: Bundle(outdir, ip, *read[ip]) for ip in chosen}
+
+
 def select_hosts(outdir: Path, target: str | None, retired: bool = False) -> list[str]:
     """TARGET from the manifests alone: addresses, groups, cluster names, or all (comma-separated). With
     `retired`, hosts that left the inventory answer to their address and former groups (apply cleans them)."""

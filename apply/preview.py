@@ -1,17 +1,18 @@
 """The first pass of `sty apply`: what would change on each host, read there without changing anything.
 
-Per host: the bundle rendered locally (secrets put in, certificates signed); one `inspect` of the agent sent in the
-command line (checksum, owner and mode of every managed path, and the record of the previous apply); the state of
-the manifest's units; and, when the manifest lists packages, OS users, directories or distribution units that would
-hold our ports, one read-only probe of those. From them `apply/plan.py` decides per module what the phases would do,
-and the records give the fleet's removals. Nothing is written to any host, not even the stage, so a plan that is not
-confirmed leaves every host as it was; the phases then reuse what was read, and skip the hosts with nothing to do,
-which cost these reads and nothing more.
+Per host: the bundle rendered locally (secrets put in, certificates signed); then one round trip, the agent's `look`
+sent in the command line: the checksum, owner and mode of every managed path, the record of the previous apply, the
+state of the manifest's units and, when the manifest lists packages, OS users, directories or distribution units
+that would hold our ports, the output of one read-only probe of those. From them `apply/plan.py` decides per module
+what the phases would do, and the records give the fleet's removals. Nothing is written to any host, not even the
+stage, so a plan that is not confirmed leaves every host as it was; the phases then reuse what was read, and skip
+the hosts with nothing to do, which cost this connection and this one command and nothing more.
 """
 
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class Look:
     needs: Needs
     plans: dict[str, P.ModulePlan]  # per module of the manifest, as its phase would plan it now
     stale_record: bool  # the files are right but the record does not say so (an apply killed before it wrote it)
+    seconds: dict[str, float] = field(default_factory=dict)  # render, read (connect included), plan: for timings
 
     @property
     def pending(self) -> bool:
@@ -82,10 +84,6 @@ class Looking(Protocol):
 
     def render(self) -> None: ...
 
-    def inspect(self, staged: bool = True) -> None: ...
-
-    def running(self, units: list[str]) -> dict[str, bool]: ...
-
 
 # -- packages, users, directories, conflicting units: one read-only command -----------------------------------
 
@@ -96,6 +94,12 @@ def conflict_units(manifest: Manifest) -> list[str]:
 
 def probe_command(manifest: Manifest) -> str | None:
     """One shell command that reads what `prepare` would install or create; None when the manifest lists none."""
+    script = probe_script(manifest)
+    return None if script is None else "sh -c " + shlex.quote(script)
+
+
+def probe_script(manifest: Manifest) -> str | None:
+    """The shell script of `probe_command` (the agent's `look` runs it with `sh -c`)."""
     pkgs, users = manifest.packages, [u.name for u in manifest.users]
     dirs, units = [d.path for d in manifest.directories], conflict_units(manifest)
     if not (pkgs or users or dirs or units):
@@ -115,7 +119,7 @@ def probe_command(manifest: Manifest) -> str | None:
         if units
         else ":",
     ]
-    return "sh -c " + shlex.quote(f"; echo {SECTION}; ".join(parts) + "; true")
+    return f"; echo {SECTION}; ".join(parts) + "; true"
 
 
 def parse_probe(manifest: Manifest, stdout: str) -> Needs:
@@ -167,13 +171,38 @@ def recorded_files(manifest: Manifest, desired: Mapping[str, bytes], record: dic
     return dict(sorted((kept | applied).items()))
 
 
+def unit_states(units: list[str], active: list[str], enabled: list[str]) -> dict[str, bool]:
+    """Enabled and active, per unit, from the words `systemctl is-active` and `is-enabled` print (one per unit)."""
+    return {
+        u: (i < len(active) and active[i] == "active") and (i < len(enabled) and enabled[i] == "enabled")
+        for i, u in enumerate(units)
+    }
+
+
+def live_of(answer: dict) -> tuple[dict[str, P.LiveFile], dict | None]:
+    """The managed paths' state and the record, from the agent's `inspect` (or `look`) answer."""
+    record = answer.get("record")
+    return {p: P.LiveFile.from_agent(s) for p, s in answer["files"].items()}, record if isinstance(
+        record, dict
+    ) else None
+
+
 def look(run: Looking) -> Look:
-    """Read the host (nothing written) and plan every module of its manifest as the phases would now."""
+    """Read the host in one round trip (nothing written) and plan every module of its manifest as the phases
+    would now."""
+    started = time.monotonic()
     run.render()
-    run.inspect(staged=False)
     manifest = run.manifest
-    running = run.running([u.name for u in manifest.units])
-    needs = probe(run.remote, manifest)
+    rendered = time.monotonic()
+    units = [u.name for u in manifest.units]
+    files = [{"path": f.path, "kind": f.kind} for f in manifest.files]
+    script = probe_script(manifest)
+    request: dict = {"files": files, "units": units} | ({"probe": script} if script else {})
+    answer = run.remote.agent("look", request, staged=False)
+    read = time.monotonic()
+    run.live, run.record = live_of(answer)
+    running = unit_states(units, answer.get("is-active") or [], answer.get("is-enabled") or [])
+    needs = parse_probe(manifest, answer.get("probe") or "") if script else Needs()
     plans = {
         m: P.plan_module(
             run.ip, m, manifest, run.desired, run.live, run.record, {u: running[u] for u in manifest.units_of(m)}
@@ -183,7 +212,8 @@ def look(run: Looking) -> Look:
     stale = not manifest.retired and recorded_files(manifest, run.desired, run.record) != (
         (run.record or {}).get("files") or {}
     )
-    return Look(running, needs, plans, stale)
+    seconds = {"render": rendered - started, "read": read - rendered, "plan": time.monotonic() - read}
+    return Look(running, needs, plans, stale, seconds)
 
 
 def group_of(manifest: Manifest) -> str:

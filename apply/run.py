@@ -13,6 +13,7 @@ manifest does not (a host that left a cluster, or the inventory) are removed aft
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import tempfile
 import time
@@ -30,7 +31,7 @@ from sty.contract.store import read_store
 from . import plan as P
 from . import preview as V
 from . import remove as R
-from .bundle import CA_PATH, ApplyError, Bundle, Signer, select_hosts
+from .bundle import CA_PATH, ApplyError, Bundle, Signer, load_bundles, select_hosts
 from .handlers import action_handler, member_name, removal_hooks, together_when_new, waves
 from .phase import run_phase, split_deferred
 from .progress import Printer, count
@@ -157,10 +158,7 @@ class HostRun:
         """Checksum, owner and mode of every managed path, and the record of the previous apply. Unstaged, the
         agent goes in the command line: the first pass writes nothing to the host."""
         files = [{"path": f.path, "kind": f.kind} for f in self.manifest.files]
-        answer = self.remote.agent("inspect", {"files": files}, staged=staged)
-        self.live = {p: P.LiveFile.from_agent(s) for p, s in answer["files"].items()}
-        record = answer.get("record")
-        self.record = record if isinstance(record, dict) else None
+        self.live, self.record = V.live_of(self.remote.agent("inspect", {"files": files}, staged=staged))
 
     def running(self, units: list[str]) -> dict[str, bool]:
         if not units:
@@ -168,10 +166,7 @@ class HostRun:
         quoted = " ".join(shlex.quote(u) for u in units)
         active = self.remote.run(f"systemctl is-active {quoted}", check=False).stdout.split()
         enabled = self.remote.run(f"systemctl is-enabled {quoted}", check=False).stdout.split()
-        return {
-            u: (i < len(active) and active[i] == "active") and (i < len(enabled) and enabled[i] == "enabled")
-            for i, u in enumerate(units)
-        }
+        return V.unit_states(units, active, enabled)
 
     # one module phase ------------------------------------------------------------------------
     def plan(self, module: str) -> P.ModulePlan:
@@ -416,6 +411,31 @@ class ApplyResult:
     changed: dict[str, bool]
     failures: list[str]
     plan: Plan = field(default_factory=Plan)  # what the first pass found to do (shown before anything changed)
+    seconds: float = 0.0  # wall time of the run (the confirmation's wait excluded)
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # per host: where its time went (`timings`)
+
+
+def timings(runs: dict[str, HostRun], fleet: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per host, the seconds of each step (`render`, `connect`, `agent look`, `plan`, and for a changed host every
+    command and rsync, summed by name), and `fleet` for what no host owns (loading the bundles ...)."""
+    out: dict[str, dict[str, float]] = {"fleet": dict(fleet)}
+    for ip, run in runs.items():
+        steps: dict[str, float] = {}
+        if run.look is not None:
+            steps["render"] = run.look.seconds.get("render", 0.0)
+        for what, seconds in run.remote.spent:
+            steps[what] = steps.get(what, 0.0) + seconds
+        if run.look is not None:
+            steps["plan"] = run.look.seconds.get("plan", 0.0)
+        out[ip] = steps
+    return out
+
+
+def print_timings(found: dict[str, dict[str, float]], log: Printer) -> None:
+    """`STY_TIMINGS=1`: one line per host (and one for the fleet) on stderr, the steps in the order they ran."""
+    for ip, steps in found.items():
+        said = ", ".join(f"{what} {seconds:.3f}s" for what, seconds in steps.items())
+        log(ip, f"timings: {said}")
 
 
 def _all_new(module: str, plan_waves: list[list[str]], runs: dict[str, HostRun]) -> bool:
@@ -447,10 +467,14 @@ def _first_touch(run: HostRun) -> None:
         run.inspect()
 
 
+PHASE_JOBS = 4  # hosts changed at once within a phase, unless -j says otherwise
+READ_JOBS = 16  # hosts read at once by the first pass, unless -j says otherwise (reading changes nothing)
+
+
 def apply(
     outdir: Path,
     target: str | None,
-    jobs: int = 4,
+    jobs: int | None = None,
     ssh: SshOptions | None = None,
     log: Printer | None = None,
     sign: Signer | None = None,
@@ -458,30 +482,39 @@ def apply(
 ) -> ApplyResult:
     """Read every host of TARGET (retired hosts included) and plan; `confirm` sees a plan with something to do
     (None: accepted), and a refusal raises UsageError before anything changed on any host. Then every phase on
-    the hosts with something to do, then the removals."""
+    the hosts with something to do, then the removals. `jobs`: hosts read and changed at once (default: up to
+    READ_JOBS read, PHASE_JOBS changed)."""
+    started = time.monotonic()
+    waited = 0.0  # at the confirmation: not the run's time
     outdir = Path(outdir)
     ssh = ssh or SshOptions.from_env()
     log = log or Printer()
     values = read_store(outdir)
     run_id = time.strftime("%Y%m%dT%H%M%S") + f"-{int(time.time() * 1000) % 1000:03d}"
-    hosts = select_hosts(outdir, target, retired=True)
-    bundles = {ip: Bundle.load(outdir, ip) for ip in hosts}
+    bundles = load_bundles(outdir, target, retired=True)
     runs = {
         ip: HostRun(b, Remote.from_manifest(b.manifest, ssh), values, run_id, log, sign) for ip, b in bundles.items()
     }
     phases = P.phases({ip: b.manifest for ip, b in bundles.items() if not b.manifest.retired})
+    fleet = {"load": time.monotonic() - started}
     failed: set[str] = set()
     phase_failed = False
     try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            log.stage("plan")
-            preview = V.look_all(runs, pool, log, R.declared_order(b.manifest for b in bundles.values()))
-            failures = list(preview.failures)
-            unread = {ip for ip, run in runs.items() if run.look is None}
-            if preview.blocked:
-                return ApplyResult({ip: False for ip in runs}, failures, preview.plan)
-            if preview.plan.changed and confirm is not None and not confirm(preview):
-                raise UsageError("the plan was not confirmed; nothing was changed")
+        log.stage("plan")
+        reading = time.monotonic()
+        with ThreadPoolExecutor(max_workers=max(1, jobs or min(READ_JOBS, len(runs)))) as reads:
+            preview = V.look_all(runs, reads, log, R.declared_order(b.manifest for b in bundles.values()))
+        fleet["first pass"] = time.monotonic() - reading
+        failures = list(preview.failures)
+        unread = {ip for ip, run in runs.items() if run.look is None}
+        if preview.blocked:
+            return _result(runs, failures, preview.plan, started, fleet)
+        asked = time.monotonic()
+        if preview.plan.changed and confirm is not None and not confirm(preview):
+            raise UsageError("the plan was not confirmed; nothing was changed")
+        waited = time.monotonic() - asked
+        changing = time.monotonic()
+        with ThreadPoolExecutor(max_workers=max(1, jobs or PHASE_JOBS)) as pool:
             for index, phase in enumerate(phases, 1):
                 manifests = {ip: b.manifest for ip, b in bundles.items() if ip not in failed}
                 plan_waves = waves(phase, manifests)
@@ -505,6 +538,7 @@ def apply(
         for ip, run in runs.items():
             if ip not in failed and run.staged:
                 run.write_record()
+        fleet["phases"] = time.monotonic() - changing
         log.stage("remove")
         if preview.removals and phase_failed:
             for removal in preview.removals:
@@ -520,4 +554,11 @@ def apply(
     finally:
         for run in runs.values():
             run.remote.close()
-    return ApplyResult({ip: r.changed_any for ip, r in runs.items()}, failures, preview.plan)
+    return _result(runs, failures, preview.plan, started + waited, fleet)
+
+
+def _result(runs: dict[str, HostRun], failures: list[str], plan: Plan, since: float, fleet: dict[str, float]):
+    found = timings(runs, fleet)
+    if os.environ.get("STY_TIMINGS"):
+        print_timings(found, runs[next(iter(runs))].printer if runs else Printer())
+    return ApplyResult({ip: r.changed_any for ip, r in runs.items()}, failures, plan, time.monotonic() - since, found)

@@ -17,7 +17,6 @@ import json
 import os
 import stat
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,17 @@ from typing import Any
 from sty.contract.exits import UsageError
 from sty.contract.manifest import MAX_MANIFEST_BYTES
 
+from . import noop
 from .errors import InventoryError, Report
-from .manifest import manifest_text
 from .modules import all_modules
-from .pipeline import Compiled, input_digest, render_host, resolve_target
-from .render import RenderError
+from .paths import code_digest
+from .pipeline import Compiled, input_digest, resolve_target
 from .retire import retirement_tree
-from .schema import code_digest
 from .secrets import read_store, store_dir, write_store
+from .stage import Staged, commit, discard, render_one, stage_all
+from .stamps import files_in_place, read_state
 from .writer import (
+    TMP_SUFFIX,
     Found,
     Tree,
     UnsafeTree,
@@ -42,7 +43,6 @@ from .writer import (
     host_tree,
     locked,
     manifest_files,
-    open_private,
     remove_host,
     write_host,
     write_private,
@@ -65,45 +65,35 @@ class Rendered:
 
 
 def render_targets(compiled: Compiled, targets: list[str], skip: set[str] | None = None) -> Rendered:
+    """Every target's files in memory (`sty diff`, tests); `sty build` streams them instead (compiler/stage.py)."""
     out = Rendered()
     report = Report()
+    records: list[Staged] = []
     for ip in targets:
         if skip and ip in skip:
             out.skipped.append(ip)
             continue
-        host = compiled.fleet.hosts[ip]
-        try:
-            bundle = render_host(host, compiled)
-        except RenderError as exc:
-            report.error(host.path, f"cannot render this host: {exc}")
+        tree, record = render_one(compiled, ip)
+        if record.error:
+            report.error(compiled.fleet.hosts[ip].path, f"cannot render this host: {record.error}")
             continue
-        tree: dict[str, bytes] = {}
-        acts: dict[str, list[str]] = {}
-        for path, spec in bundle.files.items():
-            rel = f"{ip}{path}"
-            tree[rel] = (spec.content or "").encode("utf-8")
-            acts[rel] = [str(a) for a in sorted(set(spec.actions))]
-        tree[f"{ip}.yml"] = manifest_text(host, bundle).encode("utf-8")
         out.trees[ip] = tree
-        out.secrets[ip] = bundle.secrets
-        out.actions[ip] = acts
-        out.identity[ip] = bundle.info
-        out.pins[ip] = {
-            f"{m.name}.{key}": bundle.info[m.name].get(key)
-            for m in all_modules()
-            if m.pinned and m.name in bundle.info
-            for key in m.pinned
-        }
-    _check_secret_conflicts(compiled, out, report)
+        out.secrets[ip] = record.secrets
+        out.identity[ip] = record.identity
+        out.pins[ip] = record.pins
+        out.actions[ip] = {rel: actions for rel, actions in record.actions.items()}
+        records.append(record)
+    _check_secret_conflicts(compiled, records, report)
     if report.errors:
         raise InventoryError(report)
     return out
 
 
-def _check_secret_conflicts(compiled: Compiled, out: Rendered, report: Report) -> None:
+def _check_secret_conflicts(compiled: Compiled, records: list[Staged], report: Report) -> None:
     seen: dict[str, tuple[str, str]] = {}
-    for ip, values in out.secrets.items():
-        for name, value in values.items():
+    for record in records:
+        ip = record.ip
+        for name, value in record.secrets.items():
             if name in seen and seen[name][1] != value:
                 report.error(
                     compiled.fleet.hosts[ip].path,
@@ -115,34 +105,6 @@ def _check_secret_conflicts(compiled: Compiled, out: Rendered, report: Report) -
 
 def _state_path(outdir: Path) -> Path:
     return store_dir(outdir) / "state.json"
-
-
-def read_state(outdir: Path) -> dict | None:
-    """The incremental state, {} when unreadable, None when there is none (sty never built here)."""
-    try:
-        fd = open_private(store_dir(outdir), "state.json", os.O_RDONLY)
-    except UnsafeTree:
-        raise
-    except UsageError:
-        return None
-    try:
-        with os.fdopen(fd, "rb") as fh:
-            data = json.loads(fh.read())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _unchanged(outdir: Path, entry: dict) -> bool:
-    base = str(outdir)
-    for rel, (size, mtime) in entry.get("files", {}).items():
-        try:  # plain strings: this runs for every file of every host; lstat: a link is never "unchanged"
-            st = os.lstat(os.path.join(base, rel))
-        except OSError:
-            return False
-        if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_mtime_ns != mtime:
-            return False
-    return bool(entry.get("files"))
 
 
 def unchanged_hosts(
@@ -157,7 +119,7 @@ def unchanged_hosts(
     build and diff skip them."""
     code = code_digest()
     digests = {ip: input_digest(compiled.fleet.hosts[ip], compiled, code) for ip in targets}
-    same = same or (lambda out, _ip, entry: _unchanged(out, entry))
+    same = same or (lambda out, _ip, entry: files_in_place(out, entry))
     skip = {
         ip
         for ip in targets
@@ -194,7 +156,7 @@ def _refuse_foreign(tree: Tree) -> None:
         names = [n for n in os.listdir(tree.fd) if n not in _NEUTRAL]
     except OSError:
         names = []
-    if not names:
+    if not names or _only_leftovers(tree, names):
         return
     for ip in sorted(existing_hosts(tree.outdir)):
         name = f"{ip}.yml"
@@ -207,47 +169,47 @@ def _refuse_foreign(tree: Tree) -> None:
     )
 
 
-def _map(fn, items: list) -> list:
-    """Overlap file-system latency (not CPU) for big builds; the writer is fd-relative, hence thread-safe."""
-    if len(items) <= 8:
-        return [fn(i) for i in items]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(fn, items))
+def _only_leftovers(tree: Tree, names: list[str]) -> bool:
+    """Only directories holding nothing but temporary files of sty's (a first build killed before it put
+    anything in place): sty's own, not a foreign directory. A link anywhere is refused by the scan."""
+    found: dict[str, Found] = {}
+    for name in names:
+        if name.endswith(TMP_SUFFIX):
+            continue
+        if not stat.S_ISDIR(os.stat(name, dir_fd=tree.fd, follow_symlinks=False).st_mode):
+            return False
+        tree.scan(name, found)
+        if found:
+            return False
+    return True
 
 
-def _write_all(
-    tree: Tree, trees: dict[str, dict[str, bytes]], gone: list[str], old_hosts: dict
-) -> tuple[WriteStats, dict[str, dict[str, bytes]]]:
-    """Read every affected host's current files first (a hostile entry or a manifest that cannot be retired is
-    refused before anything is written), then write, then, for hosts no longer produced, remove what sty recorded
-    writing except their retirement manifests. Returns the stats and those manifests (ip -> tree)."""
-    ips = sorted(trees) + gone
-    current: dict[str, dict[str, Found]] = dict(
-        zip(ips, _map(lambda ip: host_tree(tree.outdir, ip, tree), ips), strict=True)
-    )
-
-    def owned(ip: str) -> set[str]:
+def _retire_gone(tree: Tree, gone: list[str], old_hosts: dict) -> dict[str, tuple[dict[str, Found], set[str], dict]]:
+    """Each host no longer produced: its files now, those sty recorded writing, and its retirement manifest (read
+    before anything is written: a manifest that cannot be retired is refused)."""
+    out = {}
+    for ip in gone:
+        current = host_tree(tree.outdir, ip, tree)
         entry = old_hosts.get(ip)
         recorded = entry.get("files", {}) if isinstance(entry, dict) else {}
-        return set(recorded) | manifest_files(ip, current[ip].get(f"{ip}.yml"))
+        owned = set(recorded) | manifest_files(ip, current.get(f"{ip}.yml"))
+        out[ip] = (current, owned, retirement_tree(tree.outdir, ip, current, owned))
+    return out
 
-    retiring = {ip: retirement_tree(tree.outdir, ip, current[ip], owned(ip)) for ip in gone}
-    results = _map(lambda ip: write_host(tree, ip, trees[ip], current[ip], owned(ip)), sorted(trees))
-    results += [
-        write_host(tree, ip, retiring[ip], current[ip], owned(ip))
-        if retiring[ip]
-        else remove_host(tree, current[ip], owned(ip))
-        for ip in gone
-    ]
-    for rel in tree.stale:  # the build lock is held: no other sty writes here now
-        tree.remove(rel)
-    stats = WriteStats()
-    for one in results:
+
+def _write_gone(tree: Tree, retiring: dict, stats: WriteStats) -> dict[str, dict[str, bytes]]:
+    """Retire or remove the hosts gone from the inventory; returns the retirement manifests kept (ip -> tree)."""
+    kept = {}
+    for ip, (current, owned, manifest) in sorted(retiring.items()):
+        one = write_host(tree, ip, manifest, current, owned) if manifest else remove_host(tree, current, owned)
         stats.written += one.written
         stats.removed += one.removed
-        stats.unchanged += one.unchanged
         stats.stamps.update(one.stamps)
-    return stats, {ip: files for ip, files in retiring.items() if files}
+        if manifest:
+            kept[ip] = manifest
+    for rel in tree.stale:  # found while reading the gone hosts; the build lock is held
+        tree.remove(rel)
+    return kept
 
 
 @dataclass
@@ -264,8 +226,12 @@ def build(
     target: str | None = None,
     use_cache: bool = True,
     allow_upgrade: bool = False,
+    fingerprint: str | None = None,
+    jobs: int | None = None,
 ) -> BuildResult:
-    """Render what changed and write it, holding the output directory's lock throughout."""
+    """Render what changed and write it, holding the output directory's lock throughout. A whole build given
+    its inputs' `fingerprint` (compiler/noop.py) records it, so that the next build of the same inputs can
+    skip everything."""
     targets = resolve_target(compiled.fleet, target)
     whole = target in (None, "", "all")
     check_output_dir(outdir, compiled.fleet.inventory.source)
@@ -280,40 +246,77 @@ def build(
         digests, skip = unchanged_hosts(compiled, outdir, targets, old_hosts)
         if not use_cache:
             skip = set()
-        rendered = render_targets(
-            compiled, targets, skip
-        )  # before the output directory is made: an error writes nothing
-        if not allow_upgrade:
-            refuse_pin_changes(compiled, rendered, outdir, old_hosts)
+        fresh = not outdir.exists()
         with Tree(outdir) as tree:
             gone = sorted(existing_hosts(outdir) - set(compiled.fleet.hosts)) if whole else []
-            stats, retired = _write_all(tree, rendered.trees, gone, old_hosts)
-        _save_secrets(outdir, rendered, old_hosts, whole)
-        _save_state(outdir, rendered, old_hosts, digests, stats, whole, retired)
-    return BuildResult(stats, len(rendered.trees), len(rendered.skipped), len(targets))
+            retiring = _retire_gone(tree, gone, old_hosts)
+            records = stage_all(tree, compiled, [ip for ip in targets if ip not in skip], old_hosts, jobs)
+            try:
+                _check_rendered(compiled, records, outdir, old_hosts, allow_upgrade)
+            except BaseException:
+                discard(tree, records)
+                if fresh:
+                    _remove_if_empty(outdir)  # an error writes nothing, not even the output directory
+                raise
+            stats = commit(tree, records)
+            retired = _write_gone(tree, retiring, stats)
+            if stats.written or stats.removed:
+                tree.sync()  # before the record that says these files are in place
+        skipped = [ip for ip in targets if ip in skip]
+        _save_secrets(outdir, records, skipped, old_hosts, whole)
+        fleet = None
+        if whole and fingerprint:
+            fleet = noop.record(fingerprint, len(targets), compiled.report, store_dir(outdir) / "secrets.yml")
+        _save_state(outdir, records, skipped, old_hosts, digests, stats, whole, retired, fleet)
+    return BuildResult(stats, len(records), len(skipped), len(targets))
 
 
-def _save_secrets(outdir: Path, rendered: Rendered, old_hosts: dict, whole: bool) -> None:
+def _remove_if_empty(outdir: Path) -> None:
+    try:
+        outdir.rmdir()
+    except OSError:
+        pass
+
+
+def _check_rendered(
+    compiled: Compiled, records: list[Staged], outdir: Path, old_hosts: dict, allow_upgrade: bool
+) -> None:
+    """The whole fleet's rules on what was rendered, before anything is put in place: every host rendered,
+    secrets shared within a cluster, pinned identities unchanged (unless --allow-upgrade)."""
+    report = Report()
+    for record in records:
+        if record.error:
+            report.error(compiled.fleet.hosts[record.ip].path, f"cannot render this host: {record.error}")
+    _check_secret_conflicts(compiled, records, report)
+    if report.errors:
+        raise InventoryError(report)
+    if not allow_upgrade:
+        refuse_pin_changes(compiled, {r.ip: r.pins for r in records}, outdir, old_hosts)
+
+
+def _save_secrets(outdir: Path, records: list[Staged], skipped: list[str], old_hosts: dict, whole: bool) -> None:
     """Fresh values for rendered hosts, previous ones for hosts skipped as unchanged."""
     old_store = read_store(outdir)
     store: dict[str, str] = {} if whole else dict(old_store)
-    for ip in rendered.skipped:
+    for ip in skipped:
         for name in old_hosts.get(ip, {}).get("secrets", []):
             if name in old_store:
                 store[name] = old_store[name]
-    for values in rendered.secrets.values():
-        store.update(values)
-    write_store(outdir, store)
+    for record in records:
+        store.update(record.secrets)
+    write_store(outdir, store, old_store)
 
 
 def _save_state(
     outdir: Path,
-    rendered: Rendered,
+    records: list[Staged],
+    skipped: list[str],
     old_hosts: dict,
     digests: dict[str, str],
     stats: WriteStats,
     whole: bool,
     retired: dict[str, dict[str, bytes]],
+    fleet: dict[str, Any] | None = None,
 ) -> None:
     """Record what this build put in place (the stamps of the files it wrote or found identical) and
     nothing else: a stamp taken later could describe another writer's file. A retired host's entry has no
@@ -321,21 +324,25 @@ def _save_state(
     new_hosts = {} if whole else dict(old_hosts)
     for ip, tree in retired.items():
         new_hosts[ip] = {"retired": True, "files": {rel: stats.stamps[rel] for rel in sorted(tree)}}
-    for ip in rendered.skipped:
+    for ip in skipped:
         new_hosts[ip] = old_hosts[ip]
-    for ip, tree in rendered.trees.items():
-        new_hosts[ip] = {
-            "inputs": digests[ip],
-            "files": {rel: stats.stamps[rel] for rel in sorted(tree)},
-            "secrets": sorted(rendered.secrets[ip]),
-            "pins": rendered.pins[ip],
+    for record in records:
+        new_hosts[record.ip] = {
+            "inputs": digests[record.ip],
+            "files": {rel: stats.stamps[rel] for rel in sorted(record.files)},
+            "secrets": sorted(record.secrets),
+            "pins": record.pins,
         }
-    write_state(outdir, new_hosts)
+    write_state(outdir, new_hosts, fleet)
 
 
-def write_state(outdir: Path, hosts: dict) -> None:
-    """The incremental state, rewritten only when it changes (a no-op build touches nothing)."""
-    text = json.dumps({"hosts": dict(sorted(hosts.items()))}, sort_keys=True)
+def write_state(outdir: Path, hosts: dict, fleet: dict[str, Any] | None = None) -> None:
+    """The incremental state, rewritten only when it changes (a no-op build touches nothing). `fleet` is the
+    whole-build record of compiler/noop.py; any other write drops it (the fleet is no longer known whole)."""
+    doc: dict[str, Any] = {"hosts": dict(sorted(hosts.items()))}
+    if fleet is not None:
+        doc[noop.RECORD] = fleet
+    text = json.dumps(doc, sort_keys=True)
     path = _state_path(outdir)
     try:
         same = path.is_file() and not path.is_symlink() and path.read_text() == text
@@ -345,13 +352,13 @@ def write_state(outdir: Path, hosts: dict) -> None:
         write_private(store_dir(outdir), "state.json", text.encode())
 
 
-def refuse_pin_changes(compiled: Compiled, rendered: Rendered, outdir: Path, old_hosts: dict) -> None:
+def refuse_pin_changes(compiled: Compiled, pinned: dict[str, dict[str, Any]], outdir: Path, old_hosts: dict) -> None:
     """A rendered host whose pinned identity (PostgreSQL's major version) differs from what outputs/ holds is an
     error at the parameter that changed it: an upgrade is a procedure, not a rebuild."""
     report = Report()
     modules = {m.name: m for m in all_modules()}
-    for ip in sorted(rendered.trees):
-        pins = rendered.pins.get(ip)
+    for ip in sorted(pinned):
+        pins = pinned.get(ip)
         if not pins:
             continue
         entry = old_hosts.get(ip)

@@ -6,7 +6,6 @@ A `HostBundle` is the in-memory form of `outputs/<host>/` plus `outputs/<host>.y
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ from sty.contract.manifest import CHECK_WHERE, Certificate, Check, Directory, Os
 
 from .render import RenderError
 from .secrets import pick
+from .writer import unsafe_path
 
 __all__ = [
     "ACTIONS",
@@ -135,17 +135,3 @@ class HostBundle:
                 spec.content = spec.compose(None, [])
             if spec.content is None:
                 raise RuntimeError(f"{spec.path} has no content")
-
-
-def unsafe_path(path: object) -> str:
-    """Why `path` cannot be a bundle file's path ("" when it can): the apply stage installs it as root, and
-    the writer joins it under the output directory, so only absolute, normalised, one-line paths pass."""
-    if not isinstance(path, str) or not path:
-        return "is not a path"
-    if any(c in path for c in "\x00\n\r"):
-        return "contains a NUL or a line break"
-    if not path.startswith("/") or path == "/":
-        return "is not an absolute file path"
-    if posixpath.normpath(path) != path or path.startswith("//") or "/../" in f"{path}/":
-        return "is not normalised (no '..', '.', '//' or trailing '/')"
-    return ""

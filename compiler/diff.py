@@ -11,8 +11,6 @@ compared, which is slower but just as correct.
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +21,11 @@ from sty.contract.actions import ACTIONS
 from sty.contract.manifest import MAX_MANIFEST_BYTES
 from sty.contract.plan import Activation, HostPlan, Plan
 
-from .build import read_state, refuse_pin_changes, render_targets, unchanged_hosts
+from .build import refuse_pin_changes, render_targets, unchanged_hosts
 from .pipeline import Compiled, resolve_target
 from .retire import IMPACT, retirement_tree, was_retired
-from .writer import TMP_SUFFIX, Found, existing_hosts, host_contents, host_tree, manifest_files, unified
+from .stamps import files_in_place_listing, read_state
+from .writer import Found, existing_hosts, host_contents, host_tree, manifest_files, unified
 
 # the identity a host's plan is collapsed under, first found wins: a PostgreSQL cluster, then the others
 GROUP_MODULES = ("pgsql", "redis", "minio", "etcd")
@@ -73,12 +72,12 @@ def diff(
     found: dict[str, list[str]] = {}  # foreign files of the hosts found unchanged
 
     def same(out: Path, ip: str, entry: dict) -> bool:
-        return _unchanged_listing(out, ip, entry, found)
+        return files_in_place_listing(out, ip, entry, found)
 
     _, skip = unchanged_hosts(compiled, outdir, targets, old_hosts, same) if use_cache else ({}, set())
     rendered = render_targets(compiled, targets, skip)
     if not allow_upgrade:
-        refuse_pin_changes(compiled, rendered, outdir, old_hosts)
+        refuse_pin_changes(compiled, rendered.pins, outdir, old_hosts)
     result.rendered = len(rendered.trees)
     for ip in targets:
         if ip in skip:
@@ -208,80 +207,6 @@ def _manifest_identity(content: bytes | None) -> dict[str, Any]:
         return {}
     identity = doc.get("identity") if isinstance(doc, dict) else None
     return identity if isinstance(identity, dict) else {}
-
-
-def _unchanged_listing(outdir: Path, ip: str, entry: dict, foreign: dict[str, list[str]]) -> bool:
-    """The build's "unchanged" test (every recorded file there, a regular file with its recorded size and mtime),
-    done by listing the host's directory (descriptor-relative, never through a link) instead of one lstat per
-    file, so that the same pass finds the files sty did not write (`foreign[ip]`): a skipped host gets the notes a
-    full comparison gives, for about the cost of the build's test."""
-    recorded = entry.get("files")
-    if not isinstance(recorded, dict) or not recorded:
-        return False
-    base, prefix = str(outdir), f"{ip}/"
-    inside = sum(1 for rel in recorded if rel.startswith(prefix))
-    for rel in recorded:  # the manifest, beside the host's directory
-        if not rel.startswith(prefix) and not _same_stamp(os.path.join(base, rel), recorded[rel]):
-            return False
-    if not inside:
-        return True
-    strays: list[str] = []
-    try:
-        seen = _walk(os.open(os.path.join(base, ip), _DIR_FLAGS), ip, recorded, strays)
-    except OSError:  # gone, a link, not a directory: not unchanged; the full comparison says why
-        return False
-    except (TypeError, IndexError, KeyError):  # a stamp that is not [size, mtime]: the state is not to be trusted
-        return False
-    if seen != inside:
-        return False
-    if strays:
-        foreign[ip] = strays
-    return True
-
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _walk(fd: int, rel_dir: str, recorded: dict, strays: list[str]) -> int:
-    """How many recorded files below the open directory `fd` match their stamps; -1 at the first that does not.
-    Closes `fd`. Files not recorded go to `strays` (a build's temporary files excepted)."""
-    seen = 0
-    try:
-        with os.scandir(fd) as listing:
-            for item in listing:
-                rel = f"{rel_dir}/{item.name}"
-                if item.is_dir(follow_symlinks=False):
-                    below = _walk(os.open(item.name, _DIR_FLAGS, dir_fd=fd), rel, recorded, strays)
-                    if below < 0:
-                        return -1
-                    seen += below
-                    continue
-                stamp = recorded.get(rel)
-                if stamp is None:
-                    if not item.name.endswith(TMP_SUFFIX):
-                        strays.append(rel)
-                    continue
-                if not item.is_file(follow_symlinks=False):
-                    return -1
-                st = item.stat(follow_symlinks=False)
-                if st.st_size != stamp[0] or st.st_mtime_ns != stamp[1]:
-                    return -1
-                seen += 1
-    finally:
-        os.close(fd)
-    return seen
-
-
-def _same_stamp(path: str, stamp: object) -> bool:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and _stamp_is(st, stamp)
-
-
-def _stamp_is(st: os.stat_result, stamp: object) -> bool:
-    return isinstance(stamp, list) and len(stamp) == 2 and [st.st_size, st.st_mtime_ns] == stamp
 
 
 def plan_name(action: str, identity: dict[str, Any], old: bytes | None, new: bytes | None) -> str:

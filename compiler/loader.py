@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from .errors import InventoryError, Report, join_path
+from .limits import MAX_BYTES, MAX_CHARS, MAX_DEPTH, MAX_VALUES
 
 try:
     _Loader = yaml.CSafeLoader
@@ -74,6 +75,9 @@ class Positions:
 
     source: str
     root: _Shape = None
+    # (line, column) of a mapping key whose value defines a YAML anchor there -> (anchor name, whether an alias
+    # or a merge key `<<` uses it elsewhere in the file)
+    anchors: dict[tuple[int, int], tuple[str, bool]] = field(default_factory=dict)
 
     def find(self, path: str) -> tuple[str, int, int] | None:
         """(file, line, column) of `all.children.pg-test.vars.pg_users[0].name`, or None when that path was
@@ -82,13 +86,19 @@ class Positions:
         found = _find(self.root, path) if path else None
         return (self.source, found[0], found[1]) if found else None
 
+    def anchor(self, path: str) -> tuple[str, bool] | None:
+        """(name, used) when the key at `path` was written with an anchor on its value (`x-users: &users`),
+        `used` telling whether an alias (`*users`, `<<: *users`) refers to it; None otherwise."""
+        found = _find(self.root, path) if path and self.anchors else None
+        return self.anchors.get(found) if found else None
 
-# An inventory arrives in a pull request and sty may run as root: its size, and what YAML aliases make of
-# it, are bounded before anything walks the data (digests and validation expand every alias).
-MAX_BYTES = 4 * 1024 * 1024  # Pigsty's largest example is under 100 KiB; a 1000-host fleet about 150 KiB
-MAX_VALUES = 250_000  # YAML nodes after alias expansion; a generated 1000-host fleet has about 14,000
-MAX_CHARS = 16 * 1024 * 1024  # characters of scalars after alias expansion
-MAX_DEPTH = 64  # nesting; real inventories stay under 15
+    def holds_anchor(self, path: str) -> bool:
+        """The key at `path` only holds a value that aliases reuse elsewhere: an anchor holder, not a parameter
+        (docs/architecture.md, validate)."""
+        found = self.anchor(path)
+        return found is not None and found[1]
+
+
 _MERGE = "tag:yaml.org,2002:merge"
 _STR = "tag:yaml.org,2002:str"
 
@@ -99,23 +109,30 @@ class _InventoryLoader(_Loader):  # type: ignore[misc, valid-type]
     mapping (YAML keeps the last one silently, so a reviewer reading the first would be misled)."""
 
     def __init__(self, stream: str, source: str):
-        super().__init__(stream)
+        # libyaml's mark index skips a byte order mark: without it, `text[mark.index]` is the node's first character
+        self.text = stream.removeprefix("\ufeff")
+        super().__init__(self.text)
         self.source = source
         self.problems: list[tuple[str, str]] = []
         self.positions = Positions(source)
+        self._shared: set[int] = set()
+        self._amp = False
+        self._anchors: dict[tuple[int, int], tuple[str, bool]] = {}
 
     def get_single_data(self) -> Any:
         node = self.get_single_node()
         if node is None:
             return None
-        _measure(node, self.source)
+        self._shared = _measure(node, self.source)
         data = self.construct_document(node)
         if self.problems:
             report = Report()
             for where, message in self.problems:
                 report.error(where, message)
             raise InventoryError(report)
-        self.positions = Positions(self.source, self._shape(node, {}))
+        # libyaml's composer keeps no anchor names on nodes: an anchor is found by the `&` where a value starts
+        self._amp = "&" in self.text
+        self.positions = Positions(self.source, self._shape(node, {}), self._anchors)
         return data
 
     def _shape(self, node: Any, memo: dict[int, _Shape]) -> _Shape:
@@ -132,11 +149,24 @@ class _InventoryLoader(_Loader):  # type: ignore[misc, valid-type]
                     key = key_node.value if key_node.tag == _STR else str(self.construct_object(key_node))
                     mark = key_node.start_mark
                     keys[key] = (mark.line + 1, mark.column + 1, self._shape(value_node, memo))
+                    if self._amp:
+                        self._anchor(mark, value_node)
             shape = keys
         elif isinstance(node, yaml.SequenceNode):
             shape = [(n.start_mark.line + 1, n.start_mark.column + 1, self._shape(n, memo)) for n in node.value]
         memo[id(node)] = shape
         return shape
+
+    def _anchor(self, key_mark: Any, value_node: Any) -> None:
+        """Record the anchor a key's value defines right there. An alias's node is its anchor's node, whose mark
+        lies before the aliasing key: only the value written after its own key is the definition."""
+        at = value_node.start_mark.index
+        if at <= key_mark.index or not self.text.startswith(("&", "!"), at):
+            return
+        found = _ANCHOR.match(self.text, at)
+        if found is not None:
+            used = id(value_node) in self._shared
+            self._anchors[(key_mark.line + 1, key_mark.column + 1)] = (found.group(1), used)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if isinstance(node, yaml.MappingNode):
@@ -168,6 +198,8 @@ class _InventoryLoader(_Loader):  # type: ignore[misc, valid-type]
 
 
 _INDEX = re.compile(r"\[([0-9]{1,9})\]")  # a list index as join_path writes it
+# a node's properties as written: an optional tag, then the anchor (YAML also allows the anchor first)
+_ANCHOR = re.compile(r"(?:![^\s,\[\]{}]*\s+)?&([^\s,\[\]{}]+)")
 
 
 def _find(shape: _Shape, path: str) -> tuple[int, int] | None:
@@ -207,9 +239,11 @@ def _children(node: Any) -> list[Any]:
     return []
 
 
-def _measure(root: Any, source: str) -> None:
+def _measure(root: Any, source: str) -> set[int]:
     """Refuse a node graph that is recursive, too deep, or that expands beyond the budgets once aliases are
-    followed. Each node is visited once (sizes are memoised), so the bomb is measured, never expanded."""
+    followed. Each node is visited once (sizes are memoised), so the bomb is measured, never expanded.
+    Returns the nodes reached more than once: those an alias (or a merge key) refers to."""
+    shared: set[int] = set()
     values: dict[int, int] = {}
     chars: dict[int, int] = {}
     height: dict[int, int] = {}
@@ -232,12 +266,14 @@ def _measure(root: Any, source: str) -> None:
                 raise _fail(_where(source, node.start_mark), f"the YAML is nested deeper than {MAX_DEPTH} levels")
             continue
         if nid in height:
+            shared.add(nid)
             continue
         if nid in values:  # entered but not finished: this node contains itself
             raise _fail(_where(source, node.start_mark), "a YAML alias refers to a node that contains it")
         values[nid] = -1
         stack.append((node, True))
         stack.extend((k, False) for k in reversed(_children(node)))
+    return shared
 
 
 def read_yaml(path: Path) -> Any:
@@ -262,7 +298,9 @@ def read_marked(path: Path) -> tuple[Any, Positions]:
         raise _fail(str(path), f"the file is not UTF-8 text (byte {exc.start})") from None
     loader = _InventoryLoader(text, str(path))
     try:
-        return loader.get_single_data(), loader.positions
+        data = loader.get_single_data()
+        _drop_anchor_holders(data, loader.positions)
+        return data, loader.positions
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = exc.problem or exc.context or "invalid YAML"
@@ -273,6 +311,38 @@ def read_marked(path: Path) -> tuple[Any, Positions]:
         raise _fail(str(path), "YAML nesting is too deep") from None
     finally:
         loader.dispose()
+
+
+_STRUCTURE = ("hosts", "vars", "children")
+
+
+def _drop_anchor_holders(data: Any, positions: Positions) -> None:
+    """Remove the keys beside `all`, and beside a group's hosts, vars and children, that only hold a value
+    aliases reuse elsewhere (`x-pg-defaults: &pg {...}`): they are no part of the inventory's structure. Any
+    other key there stays, for the shape check to name. Holders among parameters are validate's to judge."""
+    if not positions.anchors or not isinstance(data, dict):
+        return
+    _drop_holders_in(data, "", ("all",), positions)
+    root = data.get("all")
+    if isinstance(root, dict):
+        _drop_holders_in(root, "all", _STRUCTURE, positions)
+        _drop_group_holders(root.get("children"), "all.children", positions, 1)
+
+
+def _drop_group_holders(children: Any, where: str, positions: Positions, depth: int) -> None:
+    if not isinstance(children, dict) or depth > MAX_DEPTH:
+        return
+    for name, body in children.items():
+        if isinstance(body, dict):
+            gpath = join_path(where, str(name))
+            _drop_holders_in(body, gpath, _STRUCTURE, positions)
+            _drop_group_holders(body.get("children"), join_path(gpath, "children"), positions, depth + 1)
+
+
+def _drop_holders_in(mapping: dict[Any, Any], where: str, keep: tuple[str, ...], positions: Positions) -> None:
+    for key in [k for k in mapping if k not in keep]:
+        if isinstance(key, str) and positions.holds_anchor(join_path(where, key)):
+            del mapping[key]
 
 
 def _fail(path: str, message: str) -> InventoryError:

@@ -88,8 +88,9 @@ def was_retired(outdir: Path, ip: str, found: Found | None) -> bool:
 def forget(outdir: Path, ip: str, timeout: float) -> None:
     """Remove a retired host's manifest (and its incremental state) once apply has cleaned the host. Refuses a
     host that is not retired: its bundle is the build's to keep or remove."""
-    from .build import read_state, write_state  # the build owns the state; it imports this module
+    from .build import write_state  # the build owns the state; it imports this module
     from .secrets import store_dir
+    from .stamps import read_state
 
     try:
         ipaddress.IPv4Address(ip)

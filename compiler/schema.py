@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
-from .paths import CODE, SCHEMAS
+from .paths import CODE, SCHEMAS, code_digest  # noqa: F401 (code_digest: its old home)
 from .resolve import SecretShape
 
 
@@ -158,21 +158,6 @@ def _load() -> Registry:
     if inventory.exists():
         reg.documents["inventory"] = json.loads(inventory.read_text(encoding="utf-8"))
     return reg
-
-
-def code_digest() -> str:
-    """Digest of everything besides the inventory that shapes a bundle (code, schemas, templates)."""
-    import hashlib
-
-    from .paths import CODE, SCHEMAS, TEMPLATES
-
-    h = hashlib.sha256()
-    for top, root in (("compiler", CODE), ("schemas", SCHEMAS), ("templates", TEMPLATES)):
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and path.suffix not in (".pyc",) and "__pycache__" not in path.parts:
-                h.update(f"{top}/{path.relative_to(root)}".encode())
-                h.update(path.read_bytes())
-    return h.hexdigest()
 
 
 # -- rules the schemas state loosely, tightened in code -----------------------------------------------------

@@ -38,13 +38,17 @@ def validate_shape(data: Any, reg: Registry, report: Report) -> None:
 def validate_blocks(inv: Inventory, reg: Registry, report: Report) -> None:
     """Every key of every vars block against its parameter's schema. A name sty does not know (a parameter, a
     field of a list item, a package alias) is an error of kind UNKNOWN: a typo must not quietly fall back to
-    the default (the pipeline's policy makes them warnings under --allow-unknown)."""
+    the default (the pipeline's policy makes them warnings under --allow-unknown). The one exception is an
+    anchor holder: a name sty does not know whose value defines a YAML anchor that an alias or a merge key
+    uses elsewhere (`x-users: &users [...]`, then `pg_users: *users`); it is dropped from its block, silently.
+    An anchor nothing uses stays an unknown parameter: such a key is most likely a typo."""
     blocks: list[VarsBlock] = [inv.all_vars]
     blocks += [g.vars for g in inv.groups.values()]
     for decl in inv.hosts.values():
         blocks += decl.blocks
     unrendered_seen: set[str] = set()
     for block in blocks:
+        holders: list[str] = []
         for key, value in block.data.items():
             path = join_path(block.path, key)
             spec = reg.get(key)
@@ -65,6 +69,10 @@ def validate_blocks(inv: Inventory, reg: Registry, report: Report) -> None:
                     unrendered_seen.add(module)
                     report.note(path, f"parameters of the {module} module are accepted but sty does not render them")
                 continue
+            anchor = inv.positions.anchor(path) if inv.positions is not None else None
+            if anchor is not None and anchor[1]:
+                holders.append(key)  # `x-users: &users [...]` reused as `*users`: it holds an anchor, not a parameter
+                continue
             hint = reg.suggest(key)
             report.error(
                 path,
@@ -73,9 +81,16 @@ def validate_blocks(inv: Inventory, reg: Registry, report: Report) -> None:
                     f"; did you mean '{hint}'?"
                     if hint
                     else "; sty knows no such Pigsty parameter (--allow-unknown accepts another tool's variables)"
+                )
+                + (
+                    f"; it defines the anchor &{anchor[0]} but no alias uses it, so it is no anchor holder"
+                    if anchor is not None
+                    else ""
                 ),
                 UNKNOWN,
             )
+        for key in holders:  # never a parameter of any host: not in its effective parameters nor its digest
+            del block.data[key]
 
 
 def validate_host_keys(inv: Inventory, report: Report) -> None:

@@ -61,6 +61,7 @@ PHASE_COLUMNS = (
     "bundle",
     "render",
     "serialise",
+    "workers",
     "state",
     "secrets",
     "write",
@@ -456,12 +457,15 @@ def print_phases(results: list[Result]) -> None:
 
 
 def print_notes(results: list[Result], budget: Budget) -> None:
-    """A no-op build that rendered hosts measured something else: the code digest changed under it (the working
-    tree was edited during the run), so say so next to the numbers."""
+    """A no-op build that rendered hosts, or a one-cluster change that rendered every host, measured something
+    else: the code digest changed under it (the working tree was edited during the run); say so beside the
+    numbers."""
     for r in results:
-        rendered = re.search(r"(\d+) rendered", r.last)
-        if r.kind in ("no-op build", "shipped no-op") and rendered and int(rendered.group(1)):
-            print(f"note: {r.case} rendered {rendered.group(1)} host(s): the sources changed during the run")
+        found = re.search(r"(\d+) rendered", r.last)
+        rendered = int(found.group(1)) if found else 0
+        noop = r.kind in ("no-op build", "shipped no-op") and rendered
+        if noop or (r.kind == KINDS[2] and r.hosts > 8 and rendered == r.hosts):
+            print(f"note: {r.case} rendered {rendered} host(s): the sources changed during the run (not comparable)")
     missing = sorted({name for r in results for name in r.missing})
     if missing:
         print("note: not found, so not timed (renamed or moved?): " + ", ".join(missing))
@@ -495,6 +499,8 @@ def main(argv: list[str] | None = None) -> None:
     check_hosts = args.check_hosts if args.check_hosts is not None else (0 if args.quick else CHECK_HOSTS)
     runner = Runner(timed=not args.plain, repeat=max(args.repeat, 1))
     budget = Budget(args.budget)
+    if args.dir:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sty-bench-", dir=args.dir) as tmp_name:
         tmp = Path(tmp_name)
         shipped_cases(runner, tmp)

@@ -12,9 +12,9 @@ instead of failing the run: the benchmark keeps working across refactorings.
 
 Attribution is exclusive: a wrapped call charges its phase with its own time minus the time of the wrapped
 calls nested in it, so a Jinja2 template rendered inside a module's `render` counts once, under `render`, and
-a manifest serialised inside `render_targets` counts under `serialise`. Only the main thread is timed: the
-writer's thread pool runs inside `_write_all`, whose wall time is charged to `write` as a whole (summing the
-threads' times would exceed the wall clock).
+a manifest serialised inside `render_targets` counts under `serialise`. Only the main process's main thread is
+timed: the build's worker processes run inside `stage_all`, whose wall time is charged to `workers` as a whole
+(with one worker, `--jobs 1`, the phases inside are split as usual).
 
 Wrapping by identity: modules import functions by name (`from ...render import render, to_yaml`), so
 replacing the attribute on the defining module alone would miss those copies. After importing the compiler
@@ -93,11 +93,14 @@ PHASES: dict[str, tuple[str, ...]] = {
     # the files a manifest says sty wrote (parsed back from YAML), the pinned identity
     "state": (
         "sty.compiler.writer:manifest_files",
-        "sty.compiler.build:unchanged_hosts|sty.compiler.build:_unchanged",
-        "sty.compiler.diff:_unchanged_listing",
-        "sty.compiler.schema:code_digest",
+        "sty.compiler.build:unchanged_hosts",
+        "sty.compiler.stamps:files_in_place|sty.compiler.build:_unchanged",
+        "sty.compiler.stamps:files_in_place_listing|sty.compiler.diff:_unchanged_listing",
+        "sty.compiler.paths:code_digest|sty.compiler.schema:code_digest",
         "sty.compiler.pipeline:input_digest",
-        "sty.compiler.build:read_state",
+        "sty.compiler.stamps:read_state|sty.compiler.build:read_state",
+        "sty.compiler.noop:fingerprint",
+        "sty.compiler.noop:settled",
         "sty.compiler.build:write_state",
         "sty.compiler.build:_save_state",
         "sty.compiler.build:refuse_pin_changes",
@@ -112,13 +115,17 @@ PHASES: dict[str, tuple[str, ...]] = {
     "write": (
         "sty.compiler.build:check_output_dir",
         "sty.compiler.build:_refuse_foreign",
-        "sty.compiler.build:_write_all",
+        "sty.compiler.build:_write_all|sty.compiler.stage:commit",
+        "sty.compiler.stage:discard",
         "sty.compiler.writer:host_tree",
         "sty.compiler.writer:host_contents",
         "sty.compiler.writer:existing_hosts",
         "sty.compiler.writer:write_host",
         "sty.compiler.writer:remove_host",
     ),
+    # hosts rendered, serialised and staged in forked worker processes: the parent waits, and the phases inside
+    # the workers are not split (`--jobs 1` renders in this process, where they are)
+    "workers": ("sty.compiler.stage:stage_all",),
     "diff": (
         "sty.compiler.diff:diff|sty.compiler.build:diff",
         "sty.compiler.diff:_diff_files|sty.compiler.build:_diff_files",

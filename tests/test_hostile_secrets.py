@@ -270,7 +270,7 @@ def test_store_write_never_follows_a_planted_link(tmp_path):
     assert not store.is_symlink() and stat.S_IMODE(store.stat().st_mode) == 0o600
     values = yaml.safe_load(store.read_text())
     assert values["a/b"] == "value" and scram_accepts(values["c/scram"], "pw")
-    assert sorted(os.listdir(directory)) == ["secrets.tmp", "secrets.yml"]  # no temporary file left behind
+    assert sorted(os.listdir(directory)) == ["secrets.tmp", "secrets.yml", "verified.json"]  # no temporary left
 
 
 def test_a_pooled_user_without_a_password_is_warned_about_with_the_fix(compile_inv, inventory):

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from conftest import dump_inventory
 
 from sty.cli import main
-from sty.compiler import build as build_module
+from sty.compiler import stage as build_module
 from sty.compiler.retire import IMPACT
 
 PG_TEST = ("10.10.10.11", "10.10.10.12", "10.10.10.13")

@@ -6,6 +6,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -139,6 +140,20 @@ def compact_paths(paths: Any) -> str:
         leaf = leaves[0] if len(leaves) == 1 else "{" + ",".join(sorted(set(leaves))) + "}"
         parts.append(f"{parent}.{leaf}" if parent else leaf)
     return ", ".join(parts)
+
+
+def settled_fleet(inventory: str, facts_dir: str | None, strict: bool, outdir: str, target: str | None, listing: bool):
+    """(fingerprint, Settled or None): the whole-fleet shortcut of compiler/noop.py. The fingerprint is None for a
+    limited build (it does not make the fleet whole) and when an input cannot be read (the full path says why)."""
+    from sty.compiler.noop import fingerprint, settled
+
+    if target not in (None, "", "all"):
+        return None, None
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    switches = {name: bool(meta.get(_META + name)) for name in ("allow_unknown", "strict_secrets")}
+    fp = fingerprint(Path(inventory), facts_dir, {**switches, "strict": bool(strict)})
+    return fp, settled(Path(outdir), fp, listing=listing)
 
 
 def compile_inventory(inventory: str, facts_dir: str | None, strict: bool, *, json_out: bool = False):

@@ -27,11 +27,13 @@ from .common import (
     fail_refused,
     print_report,
     problems_json,
+    settled_fleet,
 )
 from .group import main
 
 if TYPE_CHECKING:
     from sty.compiler.diff import DiffResult
+    from sty.compiler.noop import Settled
     from sty.compiler.pipeline import Compiled
 from .style import colour_enabled, paint_diff, painter
 
@@ -44,14 +46,38 @@ from .style import colour_enabled, paint_diff, painter
 @LIMIT
 @click.option("--no-cache", is_flag=True, help="Render every host even if its inputs did not change.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Worker processes rendering hosts (default: the CPUs sty may use); the output is the same for any value.",
+)
 @ALLOW_UPGRADE
-def build(inventory, outdir, facts_dir, strict, target, no_cache, quiet, allow_upgrade):
+def build(inventory, outdir, facts_dir, strict, target, no_cache, quiet, jobs, allow_upgrade):
     """Render bundles into the output directory (only changed files are written)."""
+    fp, done = settled_fleet(inventory, facts_dir, strict, outdir, target, listing=False)
+    if done is not None and not no_cache:  # the inputs of the last build, its files in place: nothing to do
+        print_report(done.report)
+        if not quiet:
+            click.echo(
+                f"{done.hosts} host(s): 0 rendered, {done.hosts} unchanged inputs; "
+                "0 file(s) written, 0 removed, 0 unchanged"
+            )
+        return
     from sty.compiler.build import build as run_build
 
     compiled = compile_inventory(inventory, facts_dir, strict)
     try:
-        result = run_build(compiled, Path(outdir), target, use_cache=not no_cache, allow_upgrade=allow_upgrade)
+        result = run_build(
+            compiled,
+            Path(outdir),
+            target,
+            use_cache=not no_cache,
+            allow_upgrade=allow_upgrade,
+            fingerprint=fp,
+            jobs=jobs,
+        )
     except UsageError as exc:
         fail_refused(exc)
     except OSError as exc:
@@ -102,6 +128,11 @@ def check(inventory, facts_dir, strict, as_json):
 @ALLOW_UPGRADE
 def diff(inventory, outdir, facts_dir, strict, target, stat, manifests, as_json, no_cache, allow_upgrade):
     """Show what a build would change, as diffs and a plan; exit 1 when anything differs."""
+    if not no_cache:
+        _, done = settled_fleet(inventory, facts_dir, strict, outdir, target, listing=True)
+        if done is not None:  # the inputs of the last build, its files in place: no differences
+            _diff_settled(done, stat, as_json)
+            sys.exit(Exit.OK)
     from sty.compiler.diff import diff as run_diff
 
     compiled = compile_inventory(inventory, facts_dir, strict, json_out=as_json)
@@ -151,6 +182,30 @@ def _diff_text(result: DiffResult, stat: bool, manifests: bool) -> None:
         click.echo("")
     for line in render_text(result.plan, paint):
         click.echo(line, color=colour)
+
+
+def _diff_settled(done: Settled, stat: bool, as_json: bool) -> None:
+    """`sty diff` when the whole-fleet shortcut holds: what `_diff_text`/`_diff_json` print for a plan with no
+    host changed, the recorded problems and the files sty did not write included."""
+    from sty.contract.plan import Plan
+
+    if as_json:
+        doc: dict = {"plan": Plan(unchanged=done.hosts).as_json()}
+        if not stat:
+            doc["diffs"] = {}
+        doc["foreign"] = {
+            ip: [rel[len(ip) :] for rel in files] for ip, files in sorted(done.foreign.items(), key=_ip_key)
+        }
+        doc["problems"] = problems_json(done.report)
+        click.echo(json.dumps(doc, indent=2))
+        return
+    print_report(done.report)
+    for ip, files in sorted(done.foreign.items(), key=_ip_key):
+        click.echo(
+            f"note: {ip}: {len(files)} file(s) sty did not write, left alone and never shipped: " + ", ".join(files),
+            err=True,
+        )
+    click.echo("no differences")
 
 
 def _diff_json(result: DiffResult, compiled: Compiled, stat: bool, manifests: bool) -> None:

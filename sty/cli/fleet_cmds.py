@@ -63,7 +63,13 @@ def ca_command(inventory, outdir, facts_dir):
 @main.command(name="apply")
 @OUTDIR
 @click.argument("target", default="all")
-@click.option("-j", "--jobs", default=4, show_default=True, help="Hosts read and changed in parallel within a phase.")
+@click.option(
+    "-j",
+    "--jobs",
+    default=None,
+    type=click.IntRange(1, 64),
+    help="Hosts read, and changed within a phase, at once [default: min(16, hosts) read, 4 changed].",
+)
 @click.option("--check", "check_only", is_flag=True, help="Show drift (live vs bundle); change nothing; exit 1 if any.")
 @click.option("--yes", is_flag=True, help="Apply the plan (removals included) without asking.")
 @click.option(
@@ -101,12 +107,18 @@ def apply_cmd(outdir, target, jobs, check_only, yes, json_out, ssh_config):
     for failure in result.failures:
         click.echo(f"error: {failure}", err=True)
     changed = sorted(ip for ip, c in result.changed.items() if c)
+    hosts = len(result.changed)
     if json_out:
         doc = {"target": target, "plan": result.plan.as_json(), "changed": result.changed, "failures": result.failures}
+        doc["seconds"] = round(result.seconds, 3)
+        doc["seconds_per_host"] = round(result.seconds / max(1, hosts), 3)
+        doc["timings"] = {k: {step: round(v, 3) for step, v in t.items()} for k, t in result.timings.items()}
         click.echo(json.dumps(doc, indent=2))
     else:
         click.echo(
-            f"{len(result.changed)} host(s): {len(changed)} changed" + (f" ({', '.join(changed)})" if changed else "")
+            f"{hosts} host(s): {len(changed)} changed"
+            + (f" ({', '.join(changed)})" if changed else "")
+            + f" in {result.seconds:.1f} s ({result.seconds / max(1, hosts):.2f} s per host)"
         )
     if result.failures:
         sys.exit(Exit.FAILED)
@@ -180,15 +192,19 @@ def forget(outdir, host):
 @main.command()
 @OUTDIR
 @click.argument("target", default="all")
+@click.option(
+    "-j", "--jobs", default=None, type=click.IntRange(1, 64), help="Hosts gathered at once [default: min(16, hosts)]."
+)
 @SSH_CONFIG
-def verify(outdir, target, ssh_config):
-    """Prove the applied state with pytest-testinfra (files, units, ports, behaviour)."""
+def verify(outdir, target, jobs, ssh_config):
+    """Prove the applied state with pytest-testinfra (files, units, ports, behaviour): one SSH round trip per host
+    gathers every fact, hosts in parallel, one progress line per host."""
     from sty.apply.bundle import ApplyError
     from sty.apply.remote import SshOptions
     from sty.apply.verify import verify as run_verify
 
     try:
-        code = run_verify(Path(outdir), target, SshOptions.from_env(config=ssh_config))
+        code = run_verify(Path(outdir), target, SshOptions.from_env(config=ssh_config), jobs=jobs)
     except UsageError as exc:
         fail_usage(str(exc))
     except ApplyError as exc:

@@ -17,6 +17,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import json
 import os
 import re
 import secrets
@@ -55,6 +56,9 @@ class ScramSecret(str):
         obj = super().__new__(cls, verifier)
         obj.password = password
         return obj
+
+    def __getnewargs__(self) -> tuple[str, str]:  # build workers send it back to the parent pickled
+        return (str(self), self.password)
 
 
 def store_dir(outdir: Path) -> Path:
@@ -103,17 +107,58 @@ def read_store(outdir: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def write_store(outdir: Path, values: dict[str, str]) -> None:
+def write_store(outdir: Path, values: dict[str, str], old: dict[str, str] | None = None) -> None:
     """Rewrite the store only when its content changes (mode 0600 in a 0700 directory); SCRAM verifiers
     computed at render time become the stored ones (see ScramSecret)."""
     path = store_dir(outdir) / "secrets.yml"
-    old = read_store(outdir)
-    final = {name: _stored_value(value, old.get(name, "")) for name, value in values.items()}
-    text = yaml.dump(dict(sorted(final.items())), Dumper=_DUMPER, default_flow_style=False, allow_unicode=True)
+    old = read_store(outdir) if old is None else old  # the caller's read of it, when it has one
     directory = secure_store(outdir)
+    memo = _read_memo(directory)
+    final: dict[str, str] = {}
+    todo: dict[str, tuple[str, str]] = {}
+    for name, value in values.items():
+        previous = old.get(name, "")
+        if isinstance(value, ScramSecret) and previous and memo.get(name) == _memo_key(value, previous):
+            final[name] = previous  # this verifier was checked against this password by an earlier build
+        else:
+            todo[name] = (value, previous)
+    if len(todo) > 8:  # PBKDF2 releases the GIL: a thousand fresh verifiers take half the time on two cores
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+            final.update(zip(todo, pool.map(lambda item: _stored_value(*item), todo.values()), strict=True))
+    else:
+        final.update((name, _stored_value(*item)) for name, item in todo.items())
+    text = yaml.dump(dict(sorted(final.items())), Dumper=_DUMPER, default_flow_style=False, allow_unicode=True)
+    checked = {n: _memo_key(v, final[n]) for n, v in sorted(values.items()) if isinstance(v, ScramSecret)}
+    if checked != memo:
+        _replace(directory, directory / MEMO, json.dumps(checked, sort_keys=True))
     if not path.is_symlink() and path.exists() and path.read_text(encoding="utf-8") == text:
         return
     _replace(directory, path, text)
+
+
+# Which stored verifier was found to accept which password, as digests of (render-time verifier, stored one): the
+# render-time verifier is derived from the password, so an unchanged pair needs no PBKDF2 (4096 rounds each,
+# 3 s for the 1200 users of a 1000-host fleet) to be known good again.
+MEMO = "verified.json"
+
+
+def _memo_key(value: str, stored: str) -> str:
+    return hashlib.sha256(f"{value}\0{stored}".encode()).hexdigest()
+
+
+def _read_memo(directory: Path) -> dict[str, str]:
+    try:
+        fd = os.open(directory / MEMO, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return {}
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            data = json.loads(fh.read(1 << 24))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def _stored_value(value: str, previous: str) -> str:

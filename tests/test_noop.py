@@ -1,0 +1,166 @@
+"""The whole-fleet shortcut (compiler/noop.py): `sty build` and `sty diff` with the last build's inputs and its
+files in place answer without compiling, and say exactly what the full path would; anything changed (the
+inventory, secrets.yml or its mode, a facts file, a switch, an output file, the secret store, a limited build in
+between) takes the full path again.
+
+The shortcut is proven taken by running the command line in-process with the compiler's entry point replaced by
+one that fails the test; the full path is proven taken by the same entry point being called."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import SHIPPED
+
+from sty.cli import main
+from sty.compiler import pipeline
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory with the shipped inventory, built once (the record written), as the current directory."""
+    shutil.copy(SHIPPED, tmp_path / "pigsty.yml")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["build"])
+    assert result.exit_code == 0, result.output
+    return tmp_path
+
+
+@pytest.fixture
+def compiles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the full compiles of the commands run after it (the real compiler still runs)."""
+    calls: list[int] = []
+    real = pipeline.compile_fleet
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "compile_fleet", counted)
+    return calls
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_second_build_says_what_the_full_path_says_without_compiling(work: Path, compiles: list[int]) -> None:
+    full = CliRunner().invoke(main, ["build", "--no-cache"])  # the full path, as a reference
+    assert compiles == [1]
+    code, out, err = run("build")
+    assert compiles == [1], "the unchanged build compiled the fleet"
+    assert code == 0
+    assert out == "4 host(s): 0 rendered, 4 unchanged inputs; 0 file(s) written, 0 removed, 0 unchanged\n"
+    assert err == full.stderr and "warning:" in err  # the recorded problems, printed as the full path prints them
+    record = json.loads((work / ".sty" / "outputs" / "state.json").read_text())["fleet"]
+    assert record["hosts"] == 4 and len(record["fingerprint"]) == 64
+
+
+def test_a_diff_with_nothing_changed_answers_from_the_record(work: Path, compiles: list[int]) -> None:
+    (work / "outputs" / "10.10.10.11" / "etc" / "notes.txt").write_text("mine\n")
+    code, out, err = run("diff")
+    assert compiles == [] and code == 0 and out == "no differences\n"
+    assert "note: 10.10.10.11: 1 file(s) sty did not write" in err and "10.10.10.11/etc/notes.txt" in err
+    code, out, _ = run("diff", "--json")
+    doc = json.loads(out)
+    assert compiles == [] and code == 0
+    assert doc["plan"]["totals"]["unchanged"] == 4 and not doc["plan"]["hosts"] and doc["diffs"] == {}
+    assert doc["foreign"] == {"10.10.10.11": ["/etc/notes.txt"]}
+    assert {p["severity"] for p in doc["problems"]} == {"warning"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "inventory",
+        "secrets file",
+        "secrets mode",
+        "facts",
+        "output file",
+        "store",
+        "limited build",
+    ],
+)
+def test_any_changed_input_or_output_takes_the_full_path(work: Path, compiles: list[int], change: str) -> None:
+    out = work / "outputs"
+    if change == "inventory":
+        (work / "pigsty.yml").write_text((work / "pigsty.yml").read_text() + "\n# a comment changes the bytes\n")
+    elif change == "secrets file":
+        (work / "secrets.yml").write_text("pg_admin_password: Another.One\n")
+        os.chmod(work / "secrets.yml", 0o600)
+    elif change == "secrets mode":
+        (work / "secrets.yml").write_text("pg_admin_password: Another.One\n")
+        os.chmod(work / "secrets.yml", 0o600)
+        assert run("build")[0] == 0
+        compiles.clear()
+        os.chmod(work / "secrets.yml", 0o644)
+    elif change == "facts":
+        (work / "facts").mkdir()
+        (work / "facts" / "10.10.10.11.yml").write_text("cpu: 8\nmem_mb: 32768\ndisk_gb: 200\n")
+    elif change == "output file":
+        edited = out / "10.10.10.11" / "etc" / "hosts"
+        original = edited.read_bytes()
+        edited.write_bytes(original + b"10.0.0.66 planted\n")
+    elif change == "store":
+        (work / ".sty" / "outputs" / "secrets.yml").unlink()
+    elif change == "limited build":
+        assert run("build", "--limit", "10.10.10.11")[0] == 0
+        compiles.clear()
+    code, _, err = run("build")
+    assert code == 0, err
+    assert compiles == [1], f"a build after a changed {change} took the shortcut"
+    if change == "secrets mode":
+        assert "readable by group or others" in err
+    if change == "output file":
+        assert edited.read_bytes() == original  # the full path put the bundle's file back
+    code, _, _ = run("build")
+    assert code == 0 and compiles == [1], "the build after the full one did not take the shortcut again"
+
+
+def test_a_switch_that_changes_what_is_an_error_is_part_of_the_fingerprint(work: Path, compiles: list[int]) -> None:
+    """The shipped inventory warns of published passwords: with --strict-secrets they are errors, and the
+    recorded success of the plain build must not answer for it."""
+    code, _, err = run("build", "--strict-secrets")
+    assert code == 2 and compiles == [1] and "error:" in err
+    code, _, _ = run("build")
+    assert code == 0 and compiles == [1]  # the record of the plain build still holds
+
+
+def test_no_cache_always_compiles(work: Path, compiles: list[int]) -> None:
+    assert run("build", "--no-cache")[0] == 0 and compiles == [1]
+    assert run("diff", "--no-cache")[0] == 0 and compiles == [1, 1]
+
+
+def test_a_stored_verifier_checked_once_is_not_checked_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secret store keeps a salted SCRAM verifier per user; that it still accepts the user's password is
+    checked with PBKDF2 once, then remembered (verified.json) for as long as the password does not change."""
+    import hashlib
+
+    from sty.contract import store
+
+    out = tmp_path / "outputs"
+    out.mkdir()
+    user = store.ScramSecret(store.scram_verifier("pw-1", seed="pg-a"), "pw-1")
+    store.write_store(out, {"pg-a/u": user})
+    salted = store.read_store(out)["pg-a/u"]
+    assert salted != str(user) and store.scram_accepts(salted, "pw-1")
+    calls: list[int] = []
+    real = hashlib.pbkdf2_hmac
+    monkeypatch.setattr(hashlib, "pbkdf2_hmac", lambda *a, **k: calls.append(1) or real(*a, **k))
+    store.write_store(out, {"pg-a/u": user})
+    assert calls == [] and store.read_store(out)["pg-a/u"] == salted
+    memo = store.store_dir(out) / store.MEMO
+    memo.write_text(json.dumps({"pg-a/u": "0" * 64}))  # a memo that does not match is not trusted
+    store.write_store(out, {"pg-a/u": user})
+    assert calls and store.read_store(out)["pg-a/u"] == salted  # checked again, and still good
+    calls.clear()
+    changed = store.ScramSecret(store.scram_verifier("pw-2", seed="pg-a"), "pw-2")
+    store.write_store(out, {"pg-a/u": changed})
+    now = store.read_store(out)["pg-a/u"]
+    assert calls and now != salted and store.scram_accepts(now, "pw-2") and not store.scram_accepts(now, "pw-1")

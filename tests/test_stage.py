@@ -1,0 +1,94 @@
+"""Parallel, streamed builds (compiler/stage.py): worker processes render and stage hosts, and nothing is put in
+place until the whole fleet's rules hold. The output is byte-identical for any number of workers, an error found
+after staging leaves outputs/ exactly as it was (no temporary file either), and the temporary files of a killed
+first build do not make sty refuse its own output directory."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_sty
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench import dump, sized_fleet  # noqa: E402  (the generated fleets of `make bench`)
+
+from sty.compiler import stage  # noqa: E402
+
+HOSTS = 40  # over stage.PARALLEL_FROM, so that workers are forked
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def fleet_dir(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("fleet")
+    assert HOSTS >= stage.PARALLEL_FROM
+    dump(sized_fleet(HOSTS), work / "pigsty.yml")
+    return work
+
+
+def test_any_number_of_workers_writes_the_same_bytes(fleet_dir: Path) -> None:
+    run_sty("build", "-q", "-j", "1", "-o", "one", cwd=fleet_dir, check_rc=0)
+    run_sty("build", "-q", "-j", "3", "-o", "three", cwd=fleet_dir, check_rc=0)
+    one, three = snapshot(fleet_dir / "one"), snapshot(fleet_dir / "three")
+    assert len(one) > HOSTS * 10 and one == three
+    assert not [rel for rel in three if rel.endswith(".sty-tmp")]
+    run_sty("diff", "--no-cache", "-o", "three", cwd=fleet_dir, check_rc=0)  # the in-memory path agrees
+
+
+def test_an_error_after_staging_puts_nothing_in_place(fleet_dir: Path) -> None:
+    """A PostgreSQL major version change is refused once every host is rendered (a pinned identity): by then
+    the workers have staged hundreds of files, and all of them must go."""
+    run_sty("build", "-q", "-j", "2", "-o", "pinned", cwd=fleet_dir, check_rc=0)
+    before = snapshot(fleet_dir / "pinned")
+    text = (fleet_dir / "pigsty.yml").read_text()
+    changed = fleet_dir / "upgrade"
+    changed.mkdir(exist_ok=True)
+    (changed / "pigsty.yml").write_text(text.replace("pg_version: 15", "pg_version: 16"))
+    os.rename(fleet_dir / "pinned", changed / "pinned")
+    os.makedirs(changed / ".sty", exist_ok=True)
+    os.rename(fleet_dir / ".sty" / "pinned", changed / ".sty" / "pinned")
+    proc = run_sty("build", "-j", "2", "-o", "pinned", cwd=changed)
+    assert proc.returncode == 2 and "pg_version" in proc.stderr, proc.stderr
+    assert snapshot(changed / "pinned") == before
+    leftovers = [p for p in (changed / "pinned").rglob("*") if p.name.endswith(".sty-tmp")]
+    assert not leftovers
+
+
+def test_a_fresh_output_directory_is_not_made_when_the_build_fails(fleet_dir: Path, tmp_path: Path) -> None:
+    """Two members of one cluster with different replication passwords: found only after rendering."""
+    text = (fleet_dir / "pigsty.yml").read_text()
+    marker = "pg_role: replica\n"
+    at = text.index(marker) + len(marker)
+    indent = " " * (len(text[: text.index(marker)].rsplit("\n", 1)[1]))
+    (tmp_path / "pigsty.yml").write_text(text[:at] + f"{indent}pg_replication_password: Other.One.42\n" + text[at:])
+    proc = run_sty("build", "-j", "2", "-o", "fresh", cwd=tmp_path)
+    assert proc.returncode == 2 and "pg_replication_password" in proc.stderr, proc.stderr
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_the_leftovers_of_a_killed_first_build_are_sty_s_own(tmp_path: Path) -> None:
+    """A first build killed while staging leaves host directories holding only temporary files and no state:
+    the next build takes the directory (it is sty's) and removes them."""
+    from conftest import SHIPPED
+
+    (tmp_path / "pigsty.yml").write_bytes(SHIPPED.read_bytes())
+    leftover = tmp_path / "outputs" / "10.10.10.11" / "etc"
+    leftover.mkdir(parents=True)
+    (leftover / ".hosts.4242.0123456789ab.sty-tmp").write_text("half")
+    run_sty("build", "-q", cwd=tmp_path, check_rc=0)
+    assert not (leftover / ".hosts.4242.0123456789ab.sty-tmp").exists()
+    assert (leftover / "hosts").is_file()
+    (tmp_path / "outputs" / "mine").mkdir()
+    (tmp_path / "outputs" / "mine" / "notes.txt").write_text("not sty's\n")
+    (tmp_path / ".sty" / "outputs" / "state.json").unlink()
+    os.remove(tmp_path / "outputs" / "10.10.10.11.yml")
+    for manifest in (tmp_path / "outputs").glob("*.yml"):
+        manifest.unlink()
+    proc = run_sty("build", cwd=tmp_path)
+    assert proc.returncode == 2 and "sty never built into it" in proc.stderr  # a real foreign file still refuses
