@@ -123,7 +123,9 @@ def stage_all(tree: Tree, compiled: Compiled, ips: list[str], old_hosts: dict, j
     gc.freeze()  # the compiled fleet stays shared: the children's collector never writes to its pages
     done: list[Staged] = []
     try:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        with ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("fork"), initializer=_die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             for data in pool.map(_worker, chunks):
                 done.extend(pickle.loads(data))
     except BrokenProcessPool:
@@ -141,6 +143,20 @@ def stage_all(tree: Tree, compiled: Compiled, ips: list[str], old_hosts: dict, j
 
 
 _JOB: tuple[Tree, Compiled, dict] | None = None  # what forked workers inherit
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker whose build is killed (SIGKILL, out of memory) must not live on holding the build's output
+    pipes and temporary files: Linux's parent-death signal ends it with its parent."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 def _worker(ips: list[str]) -> bytes:
