@@ -24,15 +24,21 @@ are written to a fresh temporary name (O_EXCL|O_NOFOLLOW) and renamed over it, r
 from __future__ import annotations
 
 import grp
-import hashlib
 import json
 import os
 import posixpath
 import pwd
-import secrets
 import stat
 import subprocess
 import sys
+
+try:  # CPython's own SHA-256: hashlib loads OpenSSL first, a fifth of a whole `look` (the agent starts per command)
+    from _sha256 import sha256 as _sha256  # Python up to 3.11
+except ImportError:
+    try:
+        from _sha2 import sha256 as _sha256  # Python 3.12 on
+    except ImportError:  # a Python built without them (FIPS builds): OpenSSL's
+        from hashlib import sha256 as _sha256
 
 STATE_DIR = "/var/lib/sty"
 RECORD = os.path.join(STATE_DIR, "applied.json")
@@ -41,7 +47,7 @@ BEGIN, END = "# BEGIN sty", "# END sty"
 
 
 def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return _sha256(data).hexdigest()
 
 
 # -- paths walked without following links nobody trusted ------------------------------------------------------
@@ -313,7 +319,7 @@ def write_atomic(path: str, data: bytes, owner: str, group: str, mode: str) -> N
     fd = open_dir(posixpath.dirname(path), create=True)
     assert fd is not None
     name = posixpath.basename(path)
-    tmp = f".sty-{secrets.token_hex(6)}"
+    tmp = f".sty-{os.urandom(6).hex()}"
     try:
         _final(fd, name, path)
         tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)
@@ -458,7 +464,7 @@ def _restore_link(path: str, value: str) -> None:
     """Put back a link the run replaced (e.g. /etc/resolv.conf on a systemd-resolved host)."""
     fd = open_dir(posixpath.dirname(path), create=True)
     assert fd is not None
-    tmp = f".sty-{secrets.token_hex(6)}"
+    tmp = f".sty-{os.urandom(6).hex()}"
     try:
         os.symlink(value, tmp, dir_fd=fd)
         os.replace(tmp, posixpath.basename(path), src_dir_fd=fd, dst_dir_fd=fd)

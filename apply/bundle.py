@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Container
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 from sty.contract.exits import UsageError
@@ -45,8 +46,12 @@ class Bundle:
     def digest(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
+    @cached_property
+    def host_dir(self) -> Path:
+        return (self.outdir / self.ip).resolve()
+
     def raw(self, path: str) -> str:
-        host_dir = (self.outdir / self.ip).resolve()
+        host_dir = self.host_dir
         target = (host_dir / path.lstrip("/")).resolve()
         if not target.is_relative_to(host_dir):
             raise ApplyError(f"{self.ip}: {path} leaves the bundle directory; refusing it")

@@ -185,9 +185,9 @@ class Remote:
         """One exec channel on the connection: the command's output until it ends (end of output and exit status,
         as fabric waited), or RemoteError after `timeout` seconds."""
         transport = self.client().get_transport()
-        if transport is None or not transport.is_active():
+        if transport is None or not transport.is_active():  # dropped since (sshd restarted ...): connect again
             self.close()
-            raise RemoteError(f"{self.address}: the SSH connection is closed")
+            transport = self.client().get_transport()
         deadline = None if timeout is None else time.monotonic() + timeout
         chan = transport.open_session(timeout=self.options.timeout)
         try:
@@ -226,7 +226,7 @@ class Remote:
         message. Unstaged, the agent is sent in the command line (reading a host before anything is written to
         it)."""
         program = f"{REMOTE_ROOT}/stage/agent.py" if staged else f"-c {shlex.quote(AGENT.read_text())}"
-        result = self.run(f"python3 {program} {operation}", stdin=json.dumps(request), check=False)
+        result = self.run(f"python3 -S {program} {operation}", stdin=json.dumps(request), check=False)
         try:
             answer = json.loads(result.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):

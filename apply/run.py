@@ -502,7 +502,7 @@ def apply(
     try:
         log.stage("plan")
         reading = time.monotonic()
-        with ThreadPoolExecutor(max_workers=max(1, jobs or min(READ_JOBS, len(runs)))) as reads:
+        with ThreadPoolExecutor(max_workers=max(1, min(READ_JOBS, len(runs)) if jobs is None else jobs)) as reads:
             preview = V.look_all(runs, reads, log, R.declared_order(b.manifest for b in bundles.values()))
         fleet["first pass"] = time.monotonic() - reading
         failures = list(preview.failures)
@@ -514,7 +514,7 @@ def apply(
             raise UsageError("the plan was not confirmed; nothing was changed")
         waited = time.monotonic() - asked
         changing = time.monotonic()
-        with ThreadPoolExecutor(max_workers=max(1, jobs or PHASE_JOBS)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, PHASE_JOBS if jobs is None else jobs)) as pool:
             for index, phase in enumerate(phases, 1):
                 manifests = {ip: b.manifest for ip, b in bundles.items() if ip not in failed}
                 plan_waves = waves(phase, manifests)
@@ -552,8 +552,10 @@ def apply(
             if ip not in failed | unread:
                 log(ip, "changed" if run.changed_any else "no change")
     finally:
+        closing = time.monotonic()
         for run in runs.values():
             run.remote.close()
+        fleet["close"] = time.monotonic() - closing
     return _result(runs, failures, preview.plan, started + waited, fleet)
 
 

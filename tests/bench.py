@@ -456,6 +456,35 @@ def print_phases(results: list[Result]) -> None:
             print(f"{r.case:44} " + " ".join(_fmt(v, digits=3) for v in per_host))
 
 
+# issue 14's targets: (fleet size, kind of case, the most seconds, the most MiB or None)
+TARGETS = (
+    (1000, KINDS[0], 5.0, 1024),
+    (1000, KINDS[1], 0.5, None),
+    (1000, KINDS[2], 1.0, None),
+    (1000, KINDS[3], 1.0, None),
+    (4000, KINDS[0], 20.0, None),
+    (4000, KINDS[3], 2.0, None),
+    (10_000, KINDS[0], 60.0, 2048),
+    (10_000, KINDS[1], 3.0, None),
+    (CHECK_HOSTS, KINDS[4], 15.0, None),
+)
+
+
+def print_targets(results: list[Result]) -> None:
+    """Each target beside the measurement it judges: met, missed, or not run (skipped by the budget)."""
+    print(f"\n{'target':<47} {'limit':<15} {'measured':<16} verdict")
+    for hosts, kind, seconds, mib in TARGETS:
+        found = [r for r in results if r.hosts == hosts and r.kind == kind and r.exit == 0]
+        limit = f"{seconds:g} s" + (f", {mib} MiB" if mib else "")
+        if not found:
+            print(f"{hosts:>6} hosts, {kind:<33} {limit:<15} {'not run':<16} -")
+            continue
+        r = found[-1]
+        met = r.wall <= seconds and (mib is None or r.peak_mib <= mib)
+        measured = f"{r.wall:.2f} s" + (f", {r.peak_mib:.0f} MiB" if mib else "")
+        print(f"{hosts:>6} hosts, {kind:<33} {limit:<15} {measured:<16} {'met' if met else 'MISSED'}")
+
+
 def print_notes(results: list[Result], budget: Budget) -> None:
     """A no-op build that rendered hosts, or a one-cluster change that rendered every host, measured something
     else: the code digest changed under it (the working tree was edited during the run); say so beside the
@@ -514,7 +543,7 @@ def main(argv: list[str] | None = None) -> None:
         spent = time.perf_counter() - budget.began
         extra = ", ".join(f"{k} {v:.0f} s" for k, v in budget.overhead.items())
         print(f"\nbenchmark: {spent:.0f} s ({extra}); budget: {f'{args.budget:.0f} s' if args.budget else 'none'}")
-        print("targets: shipped < 0.5 s; 1000 hosts < 10 s full, < 1 s unchanged; peak < 1024 MiB")
+        print_targets(runner.results)
         if args.profile:
             profile(tmp, 1000)
     if args.json:

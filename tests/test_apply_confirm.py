@@ -72,7 +72,7 @@ class Host(FakeRemote):
 
     def reads_only(self) -> bool:
         """Nothing but the agent's look (sent in the command line: files, record, units, probe) was run here."""
-        looks = [c for c in self.commands if c.startswith("python3 -c ") and c.endswith(" look")]
+        looks = [c for c in self.commands if c.startswith("python3 -S -c ") and c.endswith(" look")]
         return looks == self.commands and len(looks) == 1 and self.rsyncs == 0
 
 

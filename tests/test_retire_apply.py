@@ -252,7 +252,7 @@ def test_an_unconfirmed_removal_changes_nothing_on_any_host(fleet) -> None:
     assert hosts["10.0.0.1"].journal == []
     for remote in hosts.values():  # the agent's look, sent in the command line: one round trip, nothing written
         assert len(remote.commands) == 1, remote.commands
-        assert all(c.startswith("python3 -c ") and c.endswith(" look") for c in remote.commands), remote.commands
+        assert all(c.startswith("python3 -S -c ") and c.endswith(" look") for c in remote.commands), remote.commands
 
 
 def test_without_a_terminal_and_yes_apply_refuses_before_any_phase(fleet) -> None:
