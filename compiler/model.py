@@ -73,8 +73,17 @@ class Fleet:
         group = self.inventory.groups.get(name)
         return [self.hosts[h] for h in group.hosts] if group else []
 
+    members_known: bool = False  # set once every host's modules are decided (compiler/pipeline.py)
+    _members: dict[str, list[Host]] = field(default_factory=dict, repr=False)
+
     def with_module(self, module: str) -> list[Host]:
-        return [h for h in self.hosts.values() if module in h.modules]
+        """The hosts of one module, in inventory order. Kept once membership is decided: modules ask this for every
+        host they render (the infra nodes a pg_hba admits), which was quadratic in the fleet's size."""
+        if not self.members_known:
+            return [h for h in self.hosts.values() if module in h.modules]
+        if module not in self._members:
+            self._members[module] = [h for h in self.hosts.values() if module in h.modules]
+        return list(self._members[module])
 
 
 def read_facts(facts_dir: Path | None, ip: str, report: Report) -> dict[str, Any]:

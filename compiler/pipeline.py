@@ -103,6 +103,7 @@ def _compile(
     modules = all_modules()  # in phase order
     for host in hosts.values():
         host.modules = [m.name for m in modules if m.is_member(host, fleet)]
+    fleet.members_known = True
     for module in modules:  # each publishes its records; reads those of earlier phases (compiler/module.py)
         module.derive(fleet, report)
     check_listeners(fleet.board, report)

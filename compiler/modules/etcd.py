@@ -51,7 +51,7 @@ class EtcdModule(FleetModule):
 
     def derive(self, fleet: Fleet, report: Report) -> None:
         fleet.board.publish(self.name, *module_alert_rules(self.name))
-        hosts = [h for h in fleet.hosts.values() if "etcd" in h.modules]
+        hosts = fleet.with_module("etcd")
         if not hosts:
             return
         members: list[EtcdMember] = []

@@ -127,7 +127,7 @@ class PgsqlModule(FleetModule):
         dcs = fleet.board.one(Dcs)
         if dcs:
             deps += [fleet.hosts[ip] for ip in dcs.hosts]
-        deps += [h for h in fleet.hosts.values() if "infra" in h.modules]
+        deps += fleet.with_module("infra")
         return deps
 
     # -- rendering ------------------------------------------------------------------------------

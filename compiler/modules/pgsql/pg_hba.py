@@ -17,7 +17,7 @@ from .patroni import PATRONI_RELOAD
 
 def hba_context(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster) -> hba_rules.HbaContext:
     p = host.params
-    infra = tuple(h.ip for h in fleet.hosts.values() if "infra" in h.modules)
+    infra = tuple(h.ip for h in fleet.with_module("infra"))
     return hba_rules.HbaContext(
         dbsu=p["pg_dbsu"],
         repl=p["pg_replication_username"],
