@@ -514,27 +514,10 @@ def apply(
             raise UsageError("the plan was not confirmed; nothing was changed")
         waited = time.monotonic() - asked
         changing = time.monotonic()
-        with ThreadPoolExecutor(max_workers=max(1, PHASE_JOBS if jobs is None else jobs)) as pool:
-            for index, phase in enumerate(phases, 1):
-                manifests = {ip: b.manifest for ip, b in bundles.items() if ip not in failed}
-                plan_waves = waves(phase, manifests)
-                if len(plan_waves) > 1 and together_when_new(phase) and _all_new(phase, plan_waves, runs):
-                    plan_waves = [[ip for wave in plan_waves for ip in wave]]
-                plan_waves = [w for w in ([ip for ip in wave if ip in preview.pending] for wave in plan_waves) if w]
-                if not plan_waves:
-                    continue
-                log.stage(f"{index}/{len(phases)}")
-
-                def one(ip: str, phase=phase) -> None:
-                    _first_touch(runs[ip])
-                    runs[ip].apply_module(phase)
-
-                said, lost = run_phase(phase, plan_waves, lambda ip, f=one: pool.submit(f, ip), runs, log)
-                failures += said
-                failed |= lost
-                if said:
-                    phase_failed = True
-                    break
+        said, lost = _run_phases(phases, bundles, runs, preview.pending, jobs, log)
+        failures += said
+        failed |= lost
+        phase_failed = bool(said)
         for ip, run in runs.items():
             if ip not in failed and run.staged:
                 run.write_record()
@@ -557,6 +540,36 @@ def apply(
             run.remote.close()
         fleet["close"] = time.monotonic() - closing
     return _result(runs, failures, preview.plan, started + waited, fleet)
+
+
+def _run_phases(
+    phases: list, bundles: dict, runs: dict[str, HostRun], pending: set[str], jobs: int | None, log: Printer
+) -> tuple[list[str], set[str]]:
+    """Every module phase, in order, on the hosts with something to do (`pending`), wave by wave; stops after the
+    first phase that failed. Returns the failures said and the hosts lost."""
+    failures: list[str] = []
+    failed: set[str] = set()
+    with ThreadPoolExecutor(max_workers=max(1, PHASE_JOBS if jobs is None else jobs)) as pool:
+        for index, phase in enumerate(phases, 1):
+            manifests = {ip: b.manifest for ip, b in bundles.items() if ip not in failed}
+            plan_waves = waves(phase, manifests)
+            if len(plan_waves) > 1 and together_when_new(phase) and _all_new(phase, plan_waves, runs):
+                plan_waves = [[ip for wave in plan_waves for ip in wave]]
+            plan_waves = [w for w in ([ip for ip in wave if ip in pending] for wave in plan_waves) if w]
+            if not plan_waves:
+                continue
+            log.stage(f"{index}/{len(phases)}")
+
+            def one(ip: str, phase=phase) -> None:
+                _first_touch(runs[ip])
+                runs[ip].apply_module(phase)
+
+            said, lost = run_phase(phase, plan_waves, lambda ip, f=one: pool.submit(f, ip), runs, log)
+            failures += said
+            failed |= lost
+            if said:
+                break
+    return failures, failed
 
 
 def _result(runs: dict[str, HostRun], failures: list[str], plan: Plan, since: float, fleet: dict[str, float]):
