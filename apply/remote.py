@@ -106,7 +106,6 @@ class Remote:
 
     def connection(self):
         if self._conn is None:
-            import paramiko
             from fabric import Config, Connection
 
             found = self.options.lookup(self.address)
@@ -125,12 +124,7 @@ class Remote:
                 config=Config(overrides={"load_ssh_configs": False}),
             )
             client = conn.client
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
-            if known:
-                for path in str(known).split():
-                    client.load_host_keys(os.path.expanduser(path))
-            else:
-                client.load_system_host_keys()
+            _trust(client, known)
             self._conn = conn
         return self._conn
 
@@ -144,12 +138,7 @@ class Remote:
             identity = self.options.identity or (found.get("identityfile") or [None])[0]
             known = self.options.known_hosts or found.get("userknownhostsfile")
             client = paramiko.SSHClient()
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
-            if known:
-                for path in str(known).split():
-                    client.load_host_keys(os.path.expanduser(path))
-            else:
-                client.load_system_host_keys()
+            _trust(client, known)
             connect: dict[str, Any] = {"timeout": self.options.timeout, "allow_agent": False, "look_for_keys": False}
             if identity:
                 connect["key_filename"] = os.path.expanduser(identity)
@@ -257,3 +246,16 @@ class Remote:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _trust(client: Any, known: str | None) -> None:
+    """sty's host-key rule for every paramiko client: only keys of the configured known-hosts files (or the
+    system's), anything else rejected."""
+    import paramiko
+
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    if known:
+        for path in str(known).split():
+            client.load_host_keys(os.path.expanduser(path))
+    else:
+        client.load_system_host_keys()

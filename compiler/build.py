@@ -31,7 +31,7 @@ from .paths import code_digest
 from .pipeline import Compiled, input_digest, resolve_target
 from .retire import retirement_tree
 from .secrets import read_store, store_dir, write_store
-from .stage import Staged, commit, discard, render_one, stage_all
+from .stage import Staged, commit, discard, render_one, stage_all, stage_files
 from .stamps import files_in_place, read_state
 from .writer import (
     TMP_SUFFIX,
@@ -43,8 +43,6 @@ from .writer import (
     host_tree,
     locked,
     manifest_files,
-    remove_host,
-    write_host,
     write_private,
 )
 
@@ -81,7 +79,7 @@ def render_targets(compiled: Compiled, targets: list[str], skip: set[str] | None
         out.secrets[ip] = record.secrets
         out.identity[ip] = record.identity
         out.pins[ip] = record.pins
-        out.actions[ip] = {rel: actions for rel, actions in record.actions.items()}
+        out.actions[ip] = record.actions
         records.append(record)
     _check_secret_conflicts(compiled, records, report)
     if report.errors:
@@ -198,18 +196,20 @@ def _retire_gone(tree: Tree, gone: list[str], old_hosts: dict) -> dict[str, tupl
 
 
 def _write_gone(tree: Tree, retiring: dict, stats: WriteStats) -> dict[str, dict[str, bytes]]:
-    """Retire or remove the hosts gone from the inventory; returns the retirement manifests kept (ip -> tree)."""
-    kept = {}
+    """Retire or remove the hosts gone from the inventory (their retirement manifest staged and put in place like
+    any bundle, every other file sty wrote for them removed); returns the manifests kept (ip -> tree)."""
+    records = []
     for ip, (current, owned, manifest) in sorted(retiring.items()):
-        one = write_host(tree, ip, manifest, current, owned) if manifest else remove_host(tree, current, owned)
-        stats.written += one.written
-        stats.removed += one.removed
-        stats.stamps.update(one.stamps)
-        if manifest:
-            kept[ip] = manifest
+        record = Staged(ip)
+        stage_files(tree, record, manifest, current, owned)
+        records.append(record)
+    gone = commit(tree, records)
+    stats.written += gone.written
+    stats.removed += gone.removed
+    stats.stamps.update(gone.stamps)
     for rel in tree.stale:  # found while reading the gone hosts; the build lock is held
         tree.remove(rel)
-    return kept
+    return {ip: manifest for ip, (_, _, manifest) in retiring.items() if manifest}
 
 
 @dataclass

@@ -27,7 +27,7 @@ from .manifest import manifest_text
 from .modules import all_modules
 from .pipeline import Compiled, render_host
 from .render import RenderError
-from .writer import Tree, WriteFailed, WriteStats, host_tree, manifest_files
+from .writer import Found, Tree, WriteFailed, WriteStats, host_tree, manifest_files
 
 # below this many hosts to render, forking (about 50 ms) costs more than it saves; a few hosts are worth it when
 # they are infra nodes, whose bundles carry the whole fleet (an infra node of a 1000-host fleet takes 0.5 s)
@@ -87,6 +87,16 @@ def stage_host(tree: Tree, compiled: Compiled, ip: str, recorded: set[str]) -> S
     # what sty wrote for this host: the local record, else (a fresh clone) the committed manifest's list, which
     # is the same list but costs a YAML parse (half a second for an infra node's manifest of a 1000-host fleet)
     owned = recorded or manifest_files(ip, current.get(f"{ip}.yml"))
+    stage_files(tree, record, desired, current, owned)
+    return record
+
+
+def stage_files(
+    tree: Tree, record: Staged, desired: dict[str, bytes], current: dict[str, Found], owned: set[str]
+) -> None:
+    """Stage into `record` every file of `desired` that differs from `current` (the files now in place), and list
+    for removal the files sty wrote (`owned`) that `desired` no longer has. On failure the files staged so far
+    are removed."""
     dirs: dict[str, int] = {}
     try:
         for rel, content in sorted(desired.items()):
@@ -105,7 +115,6 @@ def stage_host(tree: Tree, compiled: Compiled, ip: str, recorded: set[str]) -> S
         for fd in dirs.values():
             os.close(fd)
     record.remove = sorted((set(current) - set(desired)) & owned)
-    return record
 
 
 def stage_all(tree: Tree, compiled: Compiled, ips: list[str], old_hosts: dict, jobs: int | None = None) -> list[Staged]:

@@ -245,13 +245,6 @@ class Tree:
         finally:
             os.close(fd)
 
-    def write(self, dir_fd: int, name: str, rel: str, content: bytes) -> list[int]:
-        """Atomically put `content` at `name`: a unique temporary file, then rename. Returns the stamp. Durable
-        only after `sync`."""
-        tmp, stamp = self.stage(dir_fd, name, rel, content)
-        self.place(dir_fd, tmp, name, rel)
-        return stamp
-
     def stage(self, dir_fd: int, name: str, rel: str, content: bytes) -> tuple[str, list[int]]:
         """Write `content` to a unique temporary name beside `name` (refused if `name` is a link or not a regular
         file); returns that name and the stamp the file keeps once `place`d (a rename keeps size and mtime)."""
@@ -382,42 +375,6 @@ def manifest_files(ip: str, found: Found | None) -> set[str]:
         if not unsafe_path(path):
             out.add(f"{ip}{path}")
     return out
-
-
-def write_host(
-    tree: Tree, ip: str, desired: dict[str, bytes], current: dict[str, Found], owned: set[str]
-) -> WriteStats:
-    """Bring one host's files to `desired`; remove the files no longer produced that sty recorded writing."""
-    stats = WriteStats()
-    dirs: dict[str, int] = {}
-    try:
-        for rel, content in sorted(desired.items()):
-            now = current.get(rel)
-            if now is not None and now.content == content:
-                stats.unchanged += 1
-                stats.stamps[rel] = [now.size, now.mtime_ns]
-                continue
-            parent, _, name = rel.rpartition("/")
-            if parent not in dirs:
-                dirs[parent] = tree.opendir(parent, create=True)  # type: ignore[assignment]
-            stats.stamps[rel] = tree.write(dirs[parent], name, rel, content)
-            stats.written.append(rel)
-    finally:
-        for fd in dirs.values():
-            os.close(fd)
-    for rel in sorted((set(current) - set(desired)) & owned):
-        if tree.remove(rel):
-            stats.removed.append(rel)
-    return stats
-
-
-def remove_host(tree: Tree, current: dict[str, Found], owned: set[str]) -> WriteStats:
-    """A host gone from the inventory: remove what sty recorded writing for it, nothing else."""
-    stats = WriteStats()
-    for rel in sorted(set(current) & owned):
-        if tree.remove(rel):
-            stats.removed.append(rel)
-    return stats
 
 
 @contextmanager

@@ -115,13 +115,12 @@ PHASES: dict[str, tuple[str, ...]] = {
     "write": (
         "sty.compiler.build:check_output_dir",
         "sty.compiler.build:_refuse_foreign",
-        "sty.compiler.build:_write_all|sty.compiler.stage:commit",
+        "sty.compiler.stage:commit",
         "sty.compiler.stage:discard",
         "sty.compiler.writer:host_tree",
         "sty.compiler.writer:host_contents",
         "sty.compiler.writer:existing_hosts",
-        "sty.compiler.writer:write_host",
-        "sty.compiler.writer:remove_host",
+        "sty.compiler.stage:stage_files",
     ),
     # hosts rendered, serialised and staged in forked worker processes: the parent waits, and the phases inside
     # the workers are not split (`--jobs 1` renders in this process, where they are)

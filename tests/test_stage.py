@@ -68,7 +68,8 @@ def test_a_fresh_output_directory_is_not_made_when_the_build_fails(fleet_dir: Pa
     indent = " " * (len(text[: text.index(marker)].rsplit("\n", 1)[1]))
     (tmp_path / "pigsty.yml").write_text(text[:at] + f"{indent}pg_replication_password: Other.One.42\n" + text[at:])
     proc = run_sty("build", "-j", "2", "-o", "fresh", cwd=tmp_path)
-    assert proc.returncode == 2 and "pg_replication_password" in proc.stderr, proc.stderr
+    # the rule that runs over the rendered bundles, after the workers staged them
+    assert proc.returncode == 2 and "pg_replication_password has a different value here" in proc.stderr, proc.stderr
     assert not (tmp_path / "fresh").exists()
 
 
