@@ -135,6 +135,7 @@ def build_hosts(inv: Inventory, reg: Registry, facts_dir: Path | None, report: R
     defaults = reg.defaults
     secret_shapes = reg.secret_shapes
     digests: dict[int, str] = {}
+    literal: dict[int, tuple[Any, bool]] = {}  # Params' shared memo of placeholder-free values
 
     def digest(block) -> str:
         key = id(block)
@@ -145,7 +146,7 @@ def build_hosts(inv: Inventory, reg: Registry, facts_dir: Path | None, report: R
     hosts: dict[str, Host] = {}
     for name, decl in inv.hosts.items():
         layers = host_layers(inv, decl)
-        params = Params(name, layers, defaults, secret_shapes)
+        params = Params(name, layers, defaults, secret_shapes, literal)
         facts = host_facts(params, read_facts(facts_dir, name, report))
         platform_name = params.raw("sty_platform", "debian12")
         platform = PLATFORMS.get(platform_name, PLATFORMS["debian12"])

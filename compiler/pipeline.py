@@ -6,7 +6,10 @@ module models, the records modules publish for each other) once; `render_host` t
 
 from __future__ import annotations
 
+import gc
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,14 +72,30 @@ def compile_fleet(
     problem whose inventory path was written in the file carries its file, line and column."""
     inventory = Path(inventory)
     policy = Policy(strict, allow_unknown, strict_secrets)
-    data, positions = read_marked(inventory)
-    try:
-        compiled = _compile(inventory, facts_dir, policy, data, positions)
-    except InventoryError as exc:
-        exc.report.locate(positions.find)
-        raise
-    compiled.report.locate(positions.find)
+    with collector_paused():
+        data, positions = read_marked(inventory)
+        try:
+            compiled = _compile(inventory, facts_dir, policy, data, positions)
+        except InventoryError as exc:
+            exc.report.locate(positions.find)
+            raise
+        compiled.report.locate(positions.find)
     return compiled
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while the fleet is loaded, validated and modelled. Why: these phases only
+    grow the heap, so each of its full collections walked every object made so far to free almost nothing:
+    a quarter of a 10,000-host check's time. The cycles they leave are few (about 15 MB at 10,000 hosts) and
+    collected once the collector is back."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _compile(

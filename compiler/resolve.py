@@ -92,7 +92,7 @@ def host_layers(inv: Inventory, decl: HostDecl) -> list[VarsBlock]:
 class Params(Mapping[str, Any]):
     """A host's effective parameters with placeholders resolved on read."""
 
-    __slots__ = ("ip", "layers", "defaults", "secrets", "_cache")
+    __slots__ = ("ip", "layers", "defaults", "secrets", "_cache", "_literal")
 
     def __init__(
         self,
@@ -100,12 +100,16 @@ class Params(Mapping[str, Any]):
         layers: list[VarsBlock],
         defaults: Mapping[str, Any],
         secrets: Mapping[str, SecretShape] | None = None,
+        literal: dict[int, tuple[Any, bool]] | None = None,
     ):
         self.ip = ip
         self.layers = layers
         self.defaults = defaults
         self.secrets: Mapping[str, SecretShape] = secrets or {}
         self._cache: dict[str, Any] = {}
+        # shared by the hosts of one build: whether a list or mapping of the inventory (or a default) holds no
+        # placeholder at all, by identity (the value is kept alive beside its answer)
+        self._literal = literal if literal is not None else {}
 
     def raw(self, key: str, default: Any = None) -> Any:
         """The value before placeholder substitution."""
@@ -116,10 +120,10 @@ class Params(Mapping[str, Any]):
 
     def source(self, key: str) -> str:
         """Inventory path of the value in effect; for a schema default, `all.vars.<key>`."""
-        for block in reversed(self.layers):
+        for block in reversed(self.layers):  # the rules call this for every host: no join_path here
             if key in block.data:
-                return join_path(block.path, key)
-        return join_path("all.vars", key)  # a default: all.vars is where one would override it
+                return f"{block.path}.{key}" if block.path else key
+        return f"all.vars.{key}"  # a default: all.vars is where one would override it
 
     def is_set(self, key: str) -> bool:
         return any(key in block.data for block in self.layers)
@@ -145,10 +149,22 @@ class Params(Mapping[str, Any]):
             if key not in self.defaults:
                 raise KeyError(key)
             value = self.defaults[key]
-        shape = self.secrets.get(key)
-        value = self.substitute(value, _Budget(self, key), shape)
+        if not self._is_literal(value):
+            value = self.substitute(value, _Budget(self, key), self.secrets.get(key))
         self._cache[key] = value
         return value
+
+    def _is_literal(self, value: Any) -> bool:
+        """Whether `value` holds no `${...}`, so that every host reading it gets the same object: copying the
+        default lists (`pg_default_hba_rules`, `pg_default_roles` ...) for each host cost most of a large fleet's
+        modelling. Callers never modify what they read (tests/test_resolve.py builds twice and compares)."""
+        kind = type(value)
+        if kind is not list and kind is not dict:
+            return not (kind is str and "${" in value)
+        known = self._literal.get(id(value))
+        if known is None:
+            known = self._literal[id(value)] = (value, not _holds_placeholder(value))
+        return known[1]
 
     def get(self, key: str, default: Any = None) -> Any:
         try:
@@ -231,6 +247,16 @@ class Params(Mapping[str, Any]):
 
 _PLAIN = SecretShape()
 _SECRET = SecretShape(whole=True)
+
+
+def _holds_placeholder(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, list):
+        return any(_holds_placeholder(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_placeholder(v) for v in value.values())
+    return False
 
 
 def _inner(shape: SecretShape, key: Any) -> SecretShape:

@@ -1,5 +1,5 @@
 """`python -m sty` is the `sty` command."""
 
-from sty.cli import main
+from sty.cli import run
 
-main()
+run()

@@ -395,3 +395,40 @@ def test_secrets_file_overrides_the_store_and_changes_no_output(sty, built):
     assert "pg_monitor_password" in published
     for content in before.values():
         assert b"Own." not in content
+
+
+# -- the console command's exit ----------------------------------------------------------------------------------
+
+
+def _run_console(tmp_path: Path, *argv: str) -> tuple[int, str, str, str]:
+    """`sty.cli.run` in a fresh interpreter with an exit handler registered as a checker does, stdout a pipe."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "exit-handler-ran"
+    code = (
+        "import atexit, sys\n"
+        "from sty.cli import run\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+        f"sys.argv = ['sty', *{list(argv)!r}]\n"
+        "run()\n"
+        "print('run() returned')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stdout, done.stderr, marker.read_text() if marker.exists() else ""
+
+
+def test_the_console_command_exits_with_the_commands_status_its_output_flushed_and_exit_handlers_run(
+    tmp_path, inventory
+):
+    """`run` skips the interpreter's teardown (os._exit) but nothing a command says or registers is lost."""
+    (tmp_path / "pigsty.yml").write_text(yaml.safe_dump(inventory))
+    rc, out, err, handler = _run_console(tmp_path, "check", "-i", "pigsty.yml")
+    assert (rc, handler) == (0, "ran"), err
+    assert "pigsty.yml: valid" in out and "run() returned" not in out
+
+    inventory["all"]["children"]["pg-test"]["hosts"]["10.10.10.11"]["pg_seq"] = "one"
+    (tmp_path / "pigsty.yml").write_text(yaml.safe_dump(inventory))
+    rc, out, err, handler = _run_console(tmp_path, "check", "-i", "pigsty.yml")
+    assert (rc, handler) == (2, "ran")
+    assert "all.children.pg-test.hosts.10.10.10.11.pg_seq" in err and "Traceback" not in err

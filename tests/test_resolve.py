@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from shared import CORPUS
 
 from sty.compiler.errors import InventoryError
 from sty.compiler.loader import VarsBlock
@@ -387,3 +388,34 @@ def test_target_node_cluster_uses_the_effective_node_cluster(compile_inv, invent
     assert sorted(fleet.derived["node"]) == ["pg-meta", "pg-test"]
     with pytest.raises(UsageError):
         resolve_target(fleet, "nodes")
+
+
+# -- shared values -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("example", ["meta.yml", "ha/full.yml", "rich.yml", "supabase.yml", "app/odoo.yml"])
+def test_rendering_a_fleet_never_modifies_the_values_its_hosts_share(example, tmp_path):
+    """Values without placeholders are handed to every host as the same object (copies cost most of a large
+    fleet's modelling): a renderer that modified one would change what the next host reads. Rendering a whole
+    example must leave the schema defaults and every vars block exactly as loaded."""
+    import copy
+
+    from sty.compiler.build import render_targets
+    from sty.compiler.pipeline import compile_fleet
+
+    src = CORPUS / example
+    (tmp_path / "pigsty.yml").write_bytes(src.read_bytes())
+    defaults_before = copy.deepcopy(dict(registry().defaults))
+    compiled = compile_fleet(tmp_path / "pigsty.yml")
+    blocks = {id(b): b for h in compiled.fleet.hosts.values() for b in h.params.layers}
+    before = {key: copy.deepcopy(b.data) for key, b in blocks.items()}
+    shared_reads = sum(
+        1
+        for h in compiled.fleet.hosts.values()
+        for k in ("pg_default_services", "pg_default_roles")
+        if h.params[k] is registry().defaults[k]
+    )
+    render_targets(compiled, resolve_target(compiled.fleet, "all"))
+    assert shared_reads > 0  # the sharing this guards is in effect
+    assert dict(registry().defaults) == defaults_before
+    assert all(blocks[key].data == data for key, data in before.items())
