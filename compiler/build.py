@@ -81,13 +81,13 @@ def render_targets(compiled: Compiled, targets: list[str], skip: set[str] | None
         out.pins[ip] = record.pins
         out.actions[ip] = record.actions
         records.append(record)
-    _check_secret_conflicts(compiled, records, report)
+    check_secret_conflicts(compiled, records, report)
     if report.errors:
         raise InventoryError(report)
     return out
 
 
-def _check_secret_conflicts(compiled: Compiled, records: list[Staged], report: Report) -> None:
+def check_secret_conflicts(compiled: Compiled, records: list[Staged], report: Report) -> None:
     seen: dict[str, tuple[str, str]] = {}
     for record in records:
         ip = record.ip
@@ -287,7 +287,7 @@ def _check_rendered(
     for record in records:
         if record.error:
             report.error(compiled.fleet.hosts[record.ip].path, f"cannot render this host: {record.error}")
-    _check_secret_conflicts(compiled, records, report)
+    check_secret_conflicts(compiled, records, report)
     if report.errors:
         raise InventoryError(report)
     if not allow_upgrade:

@@ -21,9 +21,11 @@ from sty.contract.actions import ACTIONS
 from sty.contract.manifest import MAX_MANIFEST_BYTES
 from sty.contract.plan import Activation, HostPlan, Plan
 
-from .build import refuse_pin_changes, render_targets, unchanged_hosts
+from .build import check_secret_conflicts, refuse_pin_changes, unchanged_hosts
+from .errors import InventoryError, Report
 from .pipeline import Compiled, resolve_target
 from .retire import IMPACT, retirement_tree, was_retired
+from .stage import Staged, in_workers, render_one
 from .stamps import files_in_place_listing, read_state
 from .writer import Found, existing_hosts, host_contents, host_tree, manifest_files, unified
 
@@ -62,6 +64,7 @@ def diff(
     target: str | None = None,
     allow_upgrade: bool = False,
     use_cache: bool = True,
+    jobs: int | None = None,
 ) -> DiffResult:
     """What a build would change. A file sty did not write is not a change (a build leaves it where it is and
     apply never ships it): it is listed apart, so the reviewer knows it is not part of the bundle."""
@@ -75,29 +78,41 @@ def diff(
         return files_in_place_listing(out, ip, entry, found)
 
     _, skip = unchanged_hosts(compiled, outdir, targets, old_hosts, same) if use_cache else ({}, set())
-    rendered = render_targets(compiled, targets, skip)
+    todo = [ip for ip in targets if ip not in skip]
+    compared: list[HostDiff] = in_workers(
+        lambda ips: [_compare(compiled, outdir, old_hosts, ip) for ip in ips], todo, jobs
+    )
+    report = Report()
+    for c in compared:
+        if c.record.error:
+            report.error(compiled.fleet.hosts[c.record.ip].path, f"cannot render this host: {c.record.error}")
+    check_secret_conflicts(compiled, [c.record for c in compared if not c.record.error], report)
+    if report.errors:
+        raise InventoryError(report)
     if not allow_upgrade:
-        refuse_pin_changes(compiled, rendered.pins, outdir, old_hosts)
-    result.rendered = len(rendered.trees)
+        refuse_pin_changes(compiled, {c.record.ip: c.record.pins for c in compared}, outdir, old_hosts)
+    result.rendered = len(compared)
+    by_ip = {c.record.ip: c for c in compared}
     for ip in targets:
         if ip in skip:
             if found.get(ip):
                 result.foreign[ip] = sorted(found[ip])
             result.plan.unchanged += 1
             continue
-        current = host_contents(outdir, ip)
-        changes = _diff_files(ip, current, rendered.trees[ip], _owned(ip, old_hosts, current), result)
-        if not changes:
+        c = by_ip[ip]
+        if c.foreign:
+            result.foreign.setdefault(ip, []).extend(c.foreign)
+        if c.diffs:
+            result.diffs[ip] = c.diffs
+        if not c.changes:
             result.plan.unchanged += 1
             continue
-        identity = rendered.identity.get(ip, {})
-        hp = _host_plan(ip, "change", changes, identity)
-        manifest = current.get(f"{ip}.yml")
-        if manifest is None:
+        identity = c.record.identity
+        hp = _host_plan(ip, "change", c.changes, identity)
+        if c.status is not None:  # a new host, or a retired one back
             hp.status = "add"
-        elif was_retired(outdir, ip, _found(manifest)):
-            hp.status, hp.note = "add", RETURNS
-        hp.activations = _activations(hp, changes, rendered.actions[ip], identity)
+            hp.note = c.status or hp.note
+        hp.activations = _activations(hp, c.changes, c.record.actions, identity)
         result.plan.hosts.append(hp)
     if target in (None, "", "all"):
         for ip in sorted(existing_hosts(outdir) - set(compiled.fleet.hosts)):
@@ -106,6 +121,38 @@ def diff(
 
 
 Change = tuple[str, bytes | None, bytes | None]  # rel path, old content, new content
+
+
+@dataclass
+class HostDiff:
+    """One rendered host compared with its files in place: what a worker process sends back (the changed files
+    only, not the bundle)."""
+
+    record: Staged
+    changes: list[Change] = field(default_factory=list)
+    diffs: dict[str, str] = field(default_factory=dict)  # rel -> unified diff
+    foreign: list[str] = field(default_factory=list)
+    status: str | None = None  # None: a change; "" a new host; RETURNS: a retired host back in the inventory
+
+
+def _compare(compiled: Compiled, outdir: Path, old_hosts: dict, ip: str) -> HostDiff:
+    desired, record = render_one(compiled, ip)
+    out = HostDiff(record)
+    if record.error:
+        return out
+    current = host_contents(outdir, ip)
+    # whose files the extra ones are matters only when there are some: that reads the manifest (YAML)
+    owned = _owned(ip, old_hosts, current) if current.keys() - desired.keys() else set()
+    partial = DiffResult(Plan())
+    out.changes = _diff_files(ip, current, desired, owned, partial)
+    out.diffs, out.foreign = partial.diffs.get(ip, {}), partial.foreign.get(ip, [])
+    if out.changes:
+        manifest = current.get(f"{ip}.yml")
+        if manifest is None:
+            out.status = ""
+        elif was_retired(outdir, ip, _found(manifest)):
+            out.status = RETURNS
+    return out
 
 
 def _diff_files(

@@ -18,6 +18,7 @@ import gc
 import multiprocessing
 import os
 import pickle
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -121,16 +122,35 @@ def stage_all(tree: Tree, compiled: Compiled, ips: list[str], old_hosts: dict, j
     """Stage every host of `ips`, in `jobs` worker processes (default: the CPUs this process may use); the
     records come back in the order of `ips`. A worker's failure (a hostile entry, a full disk) is raised here as
     the worker raised it, after every host staged so far is discarded."""
-    global _JOB
+    return in_workers(
+        lambda chunk: _stage_chunk(tree, compiled, chunk, old_hosts),
+        ips,
+        jobs,
+        undo=lambda done: discard(tree, done),
+        died=f"{tree.outdir}: a build worker process died (killed, or out of memory); nothing was put in place",
+    )
+
+
+def in_workers(
+    work: Callable[[list[str]], list[Any]],
+    ips: list[str],
+    jobs: int | None,
+    undo: Callable[[list[Any]], None] = lambda _done: None,
+    died: str = "a worker process died (killed, or out of memory)",
+) -> list[Any]:
+    """`work` over `ips` in chunks, in forked worker processes that share the compiled fleet copy-on-write; the
+    results in the order of `ips`. On any failure `undo` gets the results received so far, and a worker that died
+    is the sentence `died` (exit 3)."""
+    global _WORK
     jobs = jobs or len(os.sched_getaffinity(0))
     if jobs <= 1 or len(ips) < PARALLEL_FROM:
-        return _stage_chunk(tree, compiled, ips, old_hosts)
-    _JOB = (tree, compiled, old_hosts)
+        return work(ips)
     size = max(1, min(CHUNK, len(ips) // (jobs * 4)))
     chunks = [ips[i : i + size] for i in range(0, len(ips), size)]
     gc.collect()
     gc.freeze()  # the compiled fleet stays shared: the children's collector never writes to its pages
-    done: list[Staged] = []
+    _WORK = work
+    done: list[Any] = []
     try:
         with ProcessPoolExecutor(
             jobs, mp_context=multiprocessing.get_context("fork"), initializer=_die_with_parent, initargs=(os.getpid(),)
@@ -138,20 +158,18 @@ def stage_all(tree: Tree, compiled: Compiled, ips: list[str], old_hosts: dict, j
             for data in pool.map(_worker, chunks):
                 done.extend(pickle.loads(data))
     except BrokenProcessPool:
-        discard(tree, done)
-        raise WriteFailed(
-            f"{tree.outdir}: a build worker process died (killed, or out of memory); nothing was put in place"
-        ) from None
+        undo(done)
+        raise WriteFailed(died) from None
     except BaseException:
-        discard(tree, done)
+        undo(done)
         raise
     finally:
-        _JOB = None
+        _WORK = None
         gc.unfreeze()
     return done
 
 
-_JOB: tuple[Tree, Compiled, dict] | None = None  # what forked workers inherit
+_WORK: Callable[[list[str]], list[Any]] | None = None  # what forked workers inherit
 
 
 def _die_with_parent(parent: int) -> None:
@@ -169,10 +187,9 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _worker(ips: list[str]) -> bytes:
-    """Pickled here, unpickled by the parent's own thread: a record that cannot cross is an error raised there."""
-    assert _JOB is not None
-    tree, compiled, old_hosts = _JOB
-    return pickle.dumps(_stage_chunk(tree, compiled, ips, old_hosts), pickle.HIGHEST_PROTOCOL)
+    """Pickled here, unpickled by the parent's own thread: a result that cannot cross is an error raised there."""
+    assert _WORK is not None
+    return pickle.dumps(_WORK(ips), pickle.HIGHEST_PROTOCOL)
 
 
 def _stage_chunk(tree: Tree, compiled: Compiled, ips: list[str], old_hosts: dict) -> list[Staged]:

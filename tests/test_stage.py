@@ -93,3 +93,35 @@ def test_the_leftovers_of_a_killed_first_build_are_sty_s_own(tmp_path: Path) -> 
         manifest.unlink()
     proc = run_sty("build", cwd=tmp_path)
     assert proc.returncode == 2 and "sty never built into it" in proc.stderr  # a real foreign file still refuses
+
+
+def test_a_diff_in_workers_says_what_one_process_says(fleet_dir: Path, tmp_path: Path) -> None:
+    """`sty diff` compares hosts in worker processes and sends back only what differs: the plan, the unified
+    diffs and the files sty did not write must be those of a diff done in one process, for a fleet where hosts
+    change, one is new, one leaves and one has a file of the user's."""
+    import yaml
+
+    from sty.compiler.diff import diff
+    from sty.compiler.pipeline import compile_fleet
+
+    run_sty("build", "-q", "-o", "out", cwd=fleet_dir, check_rc=0)
+    data = yaml.safe_load((fleet_dir / "pigsty.yml").read_text())
+    children = data["all"]["children"]
+    children["pg-c001"]["vars"]["pg_parameters"] = {"max_connections": 300, "work_mem": "8MB"}
+    gone = next(iter(children["nodes"]["hosts"]))
+    del children["nodes"]["hosts"][gone]
+    children["nodes"]["hosts"]["10.0.9.9"] = {}
+    dump(data, tmp_path / "pigsty.yml")
+    user_file = fleet_dir / "out" / "10.0.0.20" / "etc" / "mine.conf"
+    user_file.write_text("mine\n")
+    try:
+        compiled = compile_fleet(tmp_path / "pigsty.yml")
+        one = diff(compiled, fleet_dir / "out", jobs=1, use_cache=False)
+        two = diff(compiled, fleet_dir / "out", jobs=2, use_cache=False)
+    finally:
+        user_file.unlink()
+    assert one.plan.as_json() == two.plan.as_json() and one.diffs == two.diffs and one.foreign == two.foreign
+    statuses = {hp.host: hp.status for hp in two.plan.hosts}
+    assert statuses["10.0.9.9"] == "add" and statuses[gone] == "retire"
+    assert any("rolling restart of pg-c001" in a.label for hp in two.plan.hosts for a in hp.activations)
+    assert two.foreign == {"10.0.0.20": ["10.0.0.20/etc/mine.conf"]}
