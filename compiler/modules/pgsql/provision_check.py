@@ -8,6 +8,7 @@ version lacks, a malformed default privilege) into inventory errors with a path,
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from ...errors import Report, join_path
@@ -53,7 +54,16 @@ DATABASE_OPTION_SINCE = {"strategy": 15, "locale_provider": 15, "icu_rules": 16,
 
 
 def parse_default_privilege(text: str) -> dict[str, Any] | str:
-    """`GRANT SELECT ON TABLES TO dbrole_readonly` -> its parts, or the reason it is refused."""
+    """`GRANT SELECT ON TABLES TO dbrole_readonly` -> its parts (a fresh copy), or the reason it is refused.
+    Every cluster of a fleet carries the same default privileges: each text is parsed once."""
+    parsed = _parse_default_privilege(text)
+    if isinstance(parsed, str):
+        return parsed
+    return {**parsed, "privileges": list(parsed["privileges"]), "grantees": list(parsed["grantees"])}
+
+
+@lru_cache(maxsize=4096)
+def _parse_default_privilege(text: str) -> dict[str, Any] | str:
     m = DEFAULT_PRIVILEGE.match(text)
     if not m or any(c in text for c in "\n\r\x00;"):
         return "a default privilege reads GRANT|REVOKE <privileges> ON <objects> TO|FROM <roles> [WITH GRANT OPTION]"
