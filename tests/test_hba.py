@@ -881,20 +881,3 @@ def test_pgbouncer118_accepts_rendered_file(pg_tmp):
     # control: pgbouncer does complain about a line it cannot use (so silence above means something)
     (tmp_path / "pgb_hba.conf").write_text(text + "host replication all 10.0.0.0/8 md5\n")
     assert any("could not parse hba config line" in line for line in complaints())
-
-
-def test_remembered_verdicts_are_the_verdicts_and_never_confuse_two_rules(monkeypatch):
-    """rule_problems remembers a verdict by the rule's JSON: asking again gives the same answer (a copy the
-    caller may change), and rules JSON cannot tell apart (the key 1 and the key "1") are never remembered."""
-    from sty.compiler.modules.pgsql import hba
-
-    monkeypatch.setattr(hba, "_CHECKED", {})
-    bad = {"addr": "intrnet", "auth": "pwd", "user": "all"}
-    first = rule_problems(bad)
-    first.append(("", "the caller's own"))
-    again = rule_problems(dict(reversed(list(bad.items()))))  # the same rule, its keys in another order
-    assert again == first[:-1] and again and len(hba._CHECKED) == 1
-    assert rule_problems(bad, "pgbouncer") != [] and len(hba._CHECKED) == 2  # per flavor
-    rule_problems({1: "x", "addr": "intra", "auth": "pwd"})
-    assert len(hba._CHECKED) == 2
-    assert hba._memo_key({1: "x"}, "postgres") is None and hba._memo_key({"a": [1, {"b": True}]}, "p")

@@ -29,7 +29,6 @@ rule or context that has problems.
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -326,48 +325,12 @@ def rule_problems(rule: object, flavor: str = "postgres") -> list[tuple[str, str
     local, localhost, admin, infra, cluster, intra, world or a CIDR"). Empty when valid.
 
     The sub-path is relative to the rule ('' for the rule as a whole, 'rules[2]' for a raw line).
-    Never raises. Remembered by the rule's JSON text: every cluster of a fleet carries the same default rules,
-    and checking them again for each was a tenth of a 10,000-host check.
+    Never raises.
     """
-    key = _memo_key(rule, flavor)
-    known = _CHECKED.get(key) if key else None
-    if known is not None:
-        return list(known)
     try:
-        found = _problems(rule, flavor)
+        return _problems(rule, flavor)
     except Exception as exc:  # noqa: BLE001 - a validator must report, not crash
-        found = [("", f"hba rule could not be checked: {type(exc).__name__}: {exc}")]
-    if key and len(_CHECKED) < 10_000:
-        _CHECKED[key] = tuple(found)
-    return found
-
-
-_CHECKED: dict[str, tuple[tuple[str, str], ...]] = {}
-
-
-def _memo_key(rule: object, flavor: str) -> str | None:
-    """The rule as canonical JSON (types kept apart: 1, "1" and true differ), or None for a rule JSON cannot
-    say exactly (a value of another type, keys that do not sort): those are checked each time."""
-    if not _exact_json(rule):
-        return None
-    try:
-        return flavor + "\0" + json.dumps(rule, sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return None
-
-
-def _exact_json(value: object, depth: int = 0) -> bool:
-    """JSON says this value exactly: its mappings' keys are strings (JSON writes the key 1 as "1")."""
-    kind = type(value)
-    if kind in (str, int, float, bool) or value is None:
-        return True
-    if depth > 8:
-        return False
-    if kind is dict:
-        return all(type(k) is str and _exact_json(v, depth + 1) for k, v in value.items())
-    if kind is list:
-        return all(_exact_json(v, depth + 1) for v in value)
-    return False
+        return [("", f"hba rule could not be checked: {type(exc).__name__}: {exc}")]
 
 
 # ---------------------------------------------------------------------------------------------------
