@@ -63,31 +63,28 @@ class Rendered:
 
 
 def render_targets(compiled: Compiled, targets: list[str], skip: set[str] | None = None) -> Rendered:
-    """Every target's files in memory (`sty diff`, tests); `sty build` streams them instead (compiler/stage.py)."""
+    """Every target's files in memory, for tests; `sty build` streams them (compiler/stage.py) and `sty diff`
+    compares them in workers (compiler/diff.py)."""
     out = Rendered()
-    report = Report()
     records: list[Staged] = []
     for ip in targets:
         if skip and ip in skip:
             out.skipped.append(ip)
             continue
         tree, record = render_one(compiled, ip)
+        records.append(record)
         if record.error:
-            report.error(compiled.fleet.hosts[ip].path, f"cannot render this host: {record.error}")
             continue
         out.trees[ip] = tree
         out.secrets[ip] = record.secrets
         out.identity[ip] = record.identity
         out.pins[ip] = record.pins
         out.actions[ip] = record.actions
-        records.append(record)
-    check_secret_conflicts(compiled, records, report)
-    if report.errors:
-        raise InventoryError(report)
+    check_rendered(compiled, records)
     return out
 
 
-def check_secret_conflicts(compiled: Compiled, records: list[Staged], report: Report) -> None:
+def _check_secret_conflicts(compiled: Compiled, records: list[Staged], report: Report) -> None:
     seen: dict[str, tuple[str, str]] = {}
     for record in records:
         ip = record.ip
@@ -252,7 +249,9 @@ def build(
             retiring = _retire_gone(tree, gone, old_hosts)
             records = stage_all(tree, compiled, [ip for ip in targets if ip not in skip], old_hosts, jobs)
             try:
-                _check_rendered(compiled, records, outdir, old_hosts, allow_upgrade)
+                check_rendered(compiled, records)
+                if not allow_upgrade:
+                    refuse_pin_changes(compiled, {r.ip: r.pins for r in records}, outdir, old_hosts)
             except BaseException:
                 discard(tree, records)
                 if fresh:
@@ -278,20 +277,16 @@ def _remove_if_empty(outdir: Path) -> None:
         pass
 
 
-def _check_rendered(
-    compiled: Compiled, records: list[Staged], outdir: Path, old_hosts: dict, allow_upgrade: bool
-) -> None:
-    """The whole fleet's rules on what was rendered, before anything is put in place: every host rendered,
-    secrets shared within a cluster, pinned identities unchanged (unless --allow-upgrade)."""
+def check_rendered(compiled: Compiled, records: list[Staged]) -> None:
+    """The whole fleet's rules on what was rendered (build, diff), before anything is put in place or shown:
+    every host rendered, and secrets shared within a cluster. Pinned identities are `refuse_pin_changes`."""
     report = Report()
     for record in records:
         if record.error:
             report.error(compiled.fleet.hosts[record.ip].path, f"cannot render this host: {record.error}")
-    check_secret_conflicts(compiled, records, report)
+    _check_secret_conflicts(compiled, records, report)
     if report.errors:
         raise InventoryError(report)
-    if not allow_upgrade:
-        refuse_pin_changes(compiled, {r.ip: r.pins for r in records}, outdir, old_hosts)
 
 
 def _save_secrets(outdir: Path, records: list[Staged], skipped: list[str], old_hosts: dict, whole: bool) -> None:

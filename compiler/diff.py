@@ -21,8 +21,7 @@ from sty.contract.actions import ACTIONS
 from sty.contract.manifest import MAX_MANIFEST_BYTES
 from sty.contract.plan import Activation, HostPlan, Plan
 
-from .build import check_secret_conflicts, refuse_pin_changes, unchanged_hosts
-from .errors import InventoryError, Report
+from .build import check_rendered, refuse_pin_changes, unchanged_hosts
 from .pipeline import Compiled, resolve_target
 from .retire import IMPACT, retirement_tree, was_retired
 from .stage import Staged, in_workers, render_one
@@ -82,13 +81,7 @@ def diff(
     compared: list[HostDiff] = in_workers(
         lambda ips: [_compare(compiled, outdir, old_hosts, ip) for ip in ips], todo, jobs
     )
-    report = Report()
-    for c in compared:
-        if c.record.error:
-            report.error(compiled.fleet.hosts[c.record.ip].path, f"cannot render this host: {c.record.error}")
-    check_secret_conflicts(compiled, [c.record for c in compared if not c.record.error], report)
-    if report.errors:
-        raise InventoryError(report)
+    check_rendered(compiled, [c.record for c in compared])
     if not allow_upgrade:
         refuse_pin_changes(compiled, {c.record.ip: c.record.pins for c in compared}, outdir, old_hosts)
     result.rendered = len(compared)

@@ -157,7 +157,7 @@ class Params(Mapping[str, Any]):
     def _is_literal(self, value: Any) -> bool:
         """Whether `value` holds no `${...}`, so that every host reading it gets the same object: copying the
         default lists (`pg_default_hba_rules`, `pg_default_roles` ...) for each host cost most of a large fleet's
-        modelling. Callers never modify what they read (tests/test_resolve.py builds twice and compares)."""
+        modelling. Callers never modify what they read (tests/test_resolve.py renders whole examples and checks)."""
         kind = type(value)
         if kind is not list and kind is not dict:
             return not (kind is str and "${" in value)

@@ -432,3 +432,15 @@ def test_the_console_command_exits_with_the_commands_status_its_output_flushed_a
     rc, out, err, handler = _run_console(tmp_path, "check", "-i", "pigsty.yml")
     assert (rc, handler) == (2, "ran")
     assert "all.children.pg-test.hosts.10.10.10.11.pg_seq" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["apply", "verify"])
+@pytest.mark.parametrize("jobs", ["0", "-3", "65"])
+def test_jobs_outside_one_to_sixty_four_are_refused_before_any_host_is_read(command, jobs, tmp_path):
+    """`-j` sizes thread pools: zero, a negative count or thousands of SSH sessions are a usage error (exit 2)."""
+    from click.testing import CliRunner
+
+    from sty.cli import main
+
+    done = CliRunner().invoke(main, [command, "-o", str(tmp_path / "nowhere"), "-j", jobs, "all"])
+    assert done.exit_code == 2 and "Invalid value for '-j'" in done.output, done.output

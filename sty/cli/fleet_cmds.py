@@ -67,7 +67,7 @@ def ca_command(inventory, outdir, facts_dir):
     "-j",
     "--jobs",
     default=None,
-    type=int,
+    type=click.IntRange(1, 64),
     help="Hosts read, and changed within a phase, at once [default: min(16, hosts) read, 4 changed].",
 )
 @click.option("--check", "check_only", is_flag=True, help="Show drift (live vs bundle); change nothing; exit 1 if any.")
