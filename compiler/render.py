@@ -200,6 +200,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        auto_reload=False,  # templates are part of sty's code: no stat of each one at every render
     )
     env.filters.update(
         line=one_line,

@@ -147,7 +147,9 @@ def in_workers(
         return work(ips)
     size = max(1, min(CHUNK, len(ips) // (jobs * 4)))
     chunks = [ips[i : i + size] for i in range(0, len(ips), size)]
-    gc.collect()
+    kept = gc.get_freeze_count() > 0  # the process froze its heap for good (sty/cli/common.py): leave it so
+    if not kept:
+        gc.collect()
     gc.freeze()  # the compiled fleet stays shared: the children's collector never writes to its pages
     _WORK = work
     done: list[Any] = []
@@ -165,7 +167,8 @@ def in_workers(
         raise
     finally:
         _WORK = None
-        gc.unfreeze()
+        if not kept:
+            gc.unfreeze()
     return done
 
 

@@ -51,11 +51,15 @@ def _plain_ok(value: str) -> bool:
 
 
 class Writer:
-    """One document's lines. `scalar(value, indent)` is PyYAML's rendering of a value written at `indent`."""
+    """One document's lines. Written for speed (it lays out every manifest and Patroni file of a build): the
+    common cases (a plain string, a number, a nested mapping) are decided inline, with the output list's
+    `append` and the caches bound once per document; `scalar_lines(value)` is PyYAML's rendering of any other
+    scalar written at indent 0."""
 
     def __init__(self, scalar: Callable[[Any], tuple[str, ...]]):
         self.scalar_lines = scalar
         self.out: list[str] = []
+        self.append = self.out.append
 
     # -- scalars --------------------------------------------------------------------------------------
     def scalar(self, value: Any, indent: int) -> str:
@@ -91,47 +95,58 @@ class Writer:
         raise _Fallback  # a quoted, complex or typed key: rare, and PyYAML's simple-key rules decide it
 
     # -- collections ----------------------------------------------------------------------------------
-    @staticmethod
-    def items(data: dict) -> list:
-        try:
-            return sorted(data.items())
-        except TypeError:
-            return list(data.items())
-
     def mapping(self, data: dict, indent: int, first_prefix: str | None = None) -> None:
         """Block mapping at `indent`; `first_prefix` replaces the first key's indentation (`- ` of an item)."""
+        try:
+            items = sorted(data.items())
+        except TypeError:
+            items = list(data.items())
         pad = " " * indent
-        for i, (k, v) in enumerate(self.items(data)):
-            lead = first_prefix if (i == 0 and first_prefix is not None) else pad
-            self.entry(lead + self.key(k) + ":", v, indent)
-
-    def entry(self, head: str, value: Any, indent: int) -> None:
-        """`head` (`key:` or `-`) followed by its value, whose block content sits at the right indentation."""
-        kind = type(value)
-        if kind is dict:
-            if not value:
-                self.out.append(head + " {}")
-            elif head.endswith(":"):
-                self.out.append(head)
-                self.mapping(value, indent + 2)
+        lead = pad if first_prefix is None else first_prefix
+        append, plain = self.append, _plain_ok
+        for k, v in items:
+            head = (k if type(k) is str and plain(k) else self.key(k)) + ":"
+            head, lead = lead + head, pad
+            kind = type(v)
+            if kind is str and plain(v):
+                append(head + " " + v)
+            elif kind is dict:
+                if v:
+                    append(head)
+                    self.mapping(v, indent + 2)
+                else:
+                    append(head + " {}")
+            elif kind is list or kind is tuple:
+                if v:
+                    append(head)
+                    self.sequence(v, indent)  # not indented under a key, as PyYAML writes it
+                else:
+                    append(head + " []")
             else:
-                self.mapping(value, indent + 2, first_prefix=head + " ")
-        elif kind is list or kind is tuple:
-            if not value:
-                self.out.append(head + " []")
-            elif head.endswith(":"):
-                self.out.append(head)
-                self.sequence(value, indent)  # not indented under a key, as PyYAML writes it
-            else:
-                self.sequence(value, indent + 2, first_prefix=head + " ")
-        else:
-            self.out.append(head + " " + self.scalar(value, indent))
+                append(head + " " + self.scalar(v, indent))
 
     def sequence(self, data: list | tuple, indent: int, first_prefix: str | None = None) -> None:
+        """Block sequence at `indent`; a mapping or sequence item starts on its dash's line."""
         pad = " " * indent
-        for i, item in enumerate(data):
-            lead = first_prefix if (i == 0 and first_prefix is not None) else pad
-            self.entry(lead + "-", item, indent)
+        lead = pad if first_prefix is None else first_prefix
+        append, plain = self.append, _plain_ok
+        for item in data:
+            head, lead = lead + "-", pad
+            kind = type(item)
+            if kind is str and plain(item):
+                append(head + " " + item)
+            elif kind is dict:
+                if item:
+                    self.mapping(item, indent + 2, head + " ")
+                else:
+                    append(head + " {}")
+            elif kind is list or kind is tuple:
+                if item:
+                    self.sequence(item, indent + 2, head + " ")
+                else:
+                    append(head + " []")
+            else:
+                append(head + " " + self.scalar(item, indent))
 
 
 def dump(data: Any, fallback: Callable[[Any], str]) -> str:

@@ -343,7 +343,10 @@ def main(argv: list[str]) -> int:
     clock = Clock() if timed else None
     found, missing = install(clock) if clock else ({}, [])
     imported = time.time()
+    from sty.cli import common
     from sty.cli import main as cli
+
+    common.LONG_LIVED_HEAP = True  # as the console command (sty.cli.group:run) sets it
 
     collector = GcClock()
     gc.callbacks.append(collector)

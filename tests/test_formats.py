@@ -156,14 +156,14 @@ def test_fragment_inserts_only_what_a_fragment_template_rendered():
     env = environment()
     with pytest.raises(RenderError, match="was not rendered by a"):
         env.get_template("pgsql/sql/database.sql.j2").render(
-            title="t", cluster="c", path="p", dbname="d", absent=[], schemas=[], create_role=None, privileges=[],
+            title="t", cluster="c", path="p", dbname="d", absent=[], schemas=[], create_role=None, privilege_blocks=[],
             privilege_roles=[], dbsu="postgres", extension_blocks=["DROP TABLE x;"],
         )  # fmt: skip
     e = {"name": "vector", "schema": None, "version": None, "cascade": False, "state": "create"}
     block = render("pgsql/sql/extension.sql.j2", e=e).rstrip("\n")
     text = env.get_template("pgsql/sql/database.sql.j2").render(
-        title="t", cluster="c", path="p", dbname="d", absent=[], schemas=[], create_role=None, privileges=[],
-        privilege_roles=[], dbsu="postgres", extension_blocks=[block],
+        title="t", cluster="c", path="p", dbname="d", absent=[], schemas=[], create_role=None, privilege_blocks=[],
+        dbsu="postgres", extension_blocks=[block],
     )  # fmt: skip
     assert block in text
     with pytest.raises(RenderError):  # a block of the sql format is not a fragment of another format

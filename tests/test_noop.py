@@ -164,3 +164,30 @@ def test_a_stored_verifier_checked_once_is_not_checked_again(tmp_path: Path, mon
     store.write_store(out, {"pg-a/u": changed})
     now = store.read_store(out)["pg-a/u"]
     assert calls and now != salted and store.scram_accepts(now, "pw-2") and not store.scram_accepts(now, "pw-1")
+
+
+def test_a_verifier_carried_over_for_a_skipped_host_stays_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build that re-renders one cluster passes the other clusters' stored verifiers through as plain values;
+    their memo must survive it, or the next full build pays a PBKDF2 per user again (1.4 s at 1000 hosts)."""
+    import hashlib
+
+    from sty.contract import store
+
+    out = tmp_path / "outputs"
+    out.mkdir()
+    a = store.ScramSecret(store.scram_verifier("pw-a", seed="pg-a"), "pw-a")
+    b = store.ScramSecret(store.scram_verifier("pw-b", seed="pg-b"), "pw-b")
+    store.write_store(out, {"pg-a/u": a, "pg-b/u": b})
+    stored = store.read_store(out)
+    store.write_store(out, {"pg-a/u": a, "pg-b/u": stored["pg-b/u"]}, stored)  # pg-b skipped as unchanged
+    memo = json.loads((store.store_dir(out) / store.MEMO).read_text())
+    assert set(memo) == {"pg-a/u", "pg-b/u"}
+    calls: list[int] = []
+    real = hashlib.pbkdf2_hmac
+    monkeypatch.setattr(hashlib, "pbkdf2_hmac", lambda *a, **k: calls.append(1) or real(*a, **k))
+    store.write_store(out, {"pg-a/u": a, "pg-b/u": b})  # the next whole build
+    assert calls == [] and store.read_store(out) == stored
+    store.write_store(out, {"pg-a/u": a, "pg-b/u": "a new value"}, stored)  # a value that changed loses its memo
+    assert set(json.loads((store.store_dir(out) / store.MEMO).read_text())) == {"pg-a/u"}

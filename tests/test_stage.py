@@ -125,3 +125,21 @@ def test_a_diff_in_workers_says_what_one_process_says(fleet_dir: Path, tmp_path:
     assert statuses["10.0.9.9"] == "add" and statuses[gone] == "retire"
     assert any("rolling restart of pg-c001" in a.label for hp in two.plan.hosts for a in hp.activations)
     assert two.foreign == {"10.0.0.20": ["10.0.0.20/etc/mine.conf"]}
+
+
+def test_workers_keep_a_heap_the_command_froze_for_good() -> None:
+    """The console command freezes its compiled fleet for the rest of the process (sty/cli/common.py), so that
+    full collections stop walking it; forking the workers must not thaw it. In-process callers (tests) that
+    froze nothing get their heap back as it was."""
+    import gc
+
+    ips = [f"10.0.0.{i}" for i in range(1, 9)]
+    assert gc.get_freeze_count() == 0
+    assert stage.in_workers(lambda chunk: list(chunk), ips, jobs=2) == ips
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        assert stage.in_workers(lambda chunk: [ip.upper() for ip in chunk], ips, jobs=2) == ips
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -184,7 +184,24 @@ def compile_inventory(inventory: str, facts_dir: str | None, strict: bool, *, js
         fail_os(exc)
     if not json_out:
         print_report(compiled.report)
+    if LONG_LIVED_HEAP:
+        keep_for_the_process()
     return compiled
+
+
+# set by the console command (sty/cli/group.py:run), whose process ends with the command: what it compiles lives
+# until then. Left False in-process (tests, `CliRunner`), where fleets come and go.
+LONG_LIVED_HEAP = False
+
+
+def keep_for_the_process() -> None:
+    """Move everything allocated so far (the compiled fleet) out of the cycle collector's sight. Why: rendering and
+    the state that follows allocate enough to trigger full collections, and each walked the whole fleet to free
+    nothing: 0.3 s of a 1000-host build after a one-cluster change, 0.4 s of a full one. Garbage already made stays
+    allocated until exit (a few megabytes); what is allocated later is collected as usual."""
+    import gc
+
+    gc.freeze()
 
 
 def fail_os(exc: OSError) -> None:

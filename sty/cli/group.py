@@ -42,6 +42,9 @@ def run() -> None:
     scratch directory) still run, and the output streams are flushed here. Under a profiler or coverage the
     normal exit is kept, since they save their data at exit.
     """
+    from . import common
+
+    common.LONG_LIVED_HEAP = True
     try:
         main.main(prog_name="sty")
     except SystemExit as exc:

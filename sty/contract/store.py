@@ -129,13 +129,29 @@ def write_store(outdir: Path, values: dict[str, str], old: dict[str, str] | None
             final.update(zip(todo, pool.map(lambda item: _stored_value(*item), todo.values()), strict=True))
     else:
         final.update((name, _stored_value(*item)) for name, item in todo.items())
-    text = yaml.dump(dict(sorted(final.items())), Dumper=_DUMPER, default_flow_style=False, allow_unicode=True)
-    checked = {n: _memo_key(v, final[n]) for n, v in sorted(values.items()) if isinstance(v, ScramSecret)}
+    # a value carried over unchanged (a host the build skipped) keeps its memo: dropping it would cost the next
+    # full build a PBKDF2 per user to learn again what is known
+    # (the memo binds a render-time verifier to a stored one, so it stays true while the stored one is unchanged)
+    checked = {
+        n: _memo_key(v, final[n]) if isinstance(v, ScramSecret) else memo[n]
+        for n, v in sorted(values.items())
+        if isinstance(v, ScramSecret) or (n in memo and final[n] == old.get(n))
+    }
     if checked != memo:
         _replace(directory, directory / MEMO, json.dumps(checked, sort_keys=True))
+    if final == old and stat.S_ISREG(_lstat_mode(path)):
+        return  # what `old` was read from holds these values already: no YAML to write and compare
+    text = yaml.dump(dict(sorted(final.items())), Dumper=_DUMPER, default_flow_style=False, allow_unicode=True)
     if not path.is_symlink() and path.exists() and path.read_text(encoding="utf-8") == text:
         return
     _replace(directory, path, text)
+
+
+def _lstat_mode(path: Path) -> int:
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return 0
 
 
 # Which stored verifier was found to accept which password, as digests of (render-time verifier, stored one): the

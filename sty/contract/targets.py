@@ -6,14 +6,17 @@ separated by commas. Hosts are always listed in address order (10.10.10.9 before
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 
 from .exits import UsageError
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def host_key(address: str) -> tuple:
-    """Sort key of a host address: numeric for IPv4 and IPv6, then anything else by text."""
+    """Sort key of a host address: numeric for IPv4 and IPv6, then anything else by text. Remembered: every
+    listing of hosts sorts by it, and parsing an address is most of a sort's cost."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

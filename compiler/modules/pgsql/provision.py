@@ -32,6 +32,7 @@ Identifiers are double-quoted (embedded quotes doubled), literals single-quoted 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from ...bundle import Action, Directory, FileSpec, HostBundle
@@ -141,9 +142,7 @@ def _sql_files(cluster: PgCluster, p, roles: list[dict[str, Any]], absent: list[
             **common,
         ),
     }
-    privileges = [
-        g for g in map(parse_default_privilege, map(str, p.get("pg_default_privileges") or [])) if isinstance(g, dict)
-    ]
+    privileges = tuple(map(str, p.get("pg_default_privileges") or []))
     per_db: dict[str, dict[str, Any] | None] = {"template1": None, "postgres": None}
     for d in databases:
         if d["allowconn"]:
@@ -156,9 +155,8 @@ def _sql_files(cluster: PgCluster, p, roles: list[dict[str, Any]], absent: list[
             path=path,
             dbname=name,
             absent=absent,
-            privileges=privileges,
             create_role=admin_role,
-            **_database_objects(p, d, present, admin_role),
+            **_database_objects(p, d, present, admin_role, privileges),
             **common,
         )
     files[f"{SQL_DIR}/90-drop-roles.sql"] = render(
@@ -186,8 +184,10 @@ def _databases(p, present: set[str]) -> tuple[list[dict[str, Any]], list[dict[st
     return databases, drops
 
 
-def _database_objects(p, d: dict[str, Any] | None, present: set[str], admin_role: str | None) -> dict[str, Any]:
-    """Schemas, extension statements and default-privilege owners of one database's `30-db-` file."""
+def _database_objects(
+    p, d: dict[str, Any] | None, present: set[str], admin_role: str | None, privileges: tuple[str, ...]
+) -> dict[str, Any]:
+    """Schemas, extension statements and default-privilege statements of one database's `30-db-` file."""
     schemas = _schemas(p, d)
     extensions = _extensions(p, d)
     for e in extensions:  # an extension's schema is created when nothing else creates it
@@ -204,8 +204,19 @@ def _database_objects(p, d: dict[str, Any] | None, present: set[str], admin_role
     return {
         "schemas": schemas,
         "extension_blocks": [extension_sql(**e) for e in extensions],
-        "privilege_roles": privilege_roles,
+        "privilege_blocks": [b for b in (default_privileges_sql(r, privileges) for r in privilege_roles) if b],
     }
+
+
+@lru_cache(maxsize=4096)
+def default_privileges_sql(role: str, privileges: tuple[str, ...]) -> str:
+    """A role's `ALTER DEFAULT PRIVILEGES` for each of `pg_default_privileges`, rendered once per distinct pair:
+    the dbsu's and the admin's are the same in every database of every cluster, a database owner's in each
+    member of its cluster (this was a tenth of a full build's rendering)."""
+    grants = [g for g in map(parse_default_privilege, privileges) if isinstance(g, dict)]
+    if not grants:
+        return ""
+    return render("pgsql/sql/default-privileges.sql.j2", role=role, privileges=grants).rstrip("\n")
 
 
 def _role(b: HostBundle, p, cluster: PgCluster, u: dict[str, Any], source: str) -> dict[str, Any]:
