@@ -18,11 +18,13 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import Problem, Report
+from .halves import collector_paused, in_two
 
 RECORD = "fleet"  # the key of state.json that holds the record
 MAX_FACTS = 100_000  # facts files hashed before the shortcut gives up (the full path reads only the hosts')
@@ -92,7 +94,8 @@ def settled(outdir: Path, fingerprint_: str | None, listing: bool = False) -> Se
     if state_file.is_symlink() or not state_file.is_file():  # read_state would make the store: never here
         return None
     try:
-        state = read_state(outdir)
+        with collector_paused():  # a 10,000-host record is millions of objects: six full collections otherwise
+            state = read_state(outdir)
     except Exception:  # an unsafe store: the full path refuses it with its sentence
         return None
     fleet = (state or {}).get(RECORD)
@@ -102,16 +105,26 @@ def settled(outdir: Path, fingerprint_: str | None, listing: bool = False) -> Se
     store_file = store_dir(outdir) / "secrets.yml"
     if fleet.get("store") != _stamp(store_file):
         return None
-    try:
-        report = Report([Problem(**p) for p in fleet.get("problems", [])])
-        count = int(fleet["hosts"])
+
+    def in_place(part: Sequence[tuple[str, Any]]) -> dict[str, list[str]] | None:
+        """None at the first host whose files are not what was recorded; else the foreign files found."""
         foreign: dict[str, list[str]] = {}
-        for ip, entry in hosts.items():
+        for ip, entry in part:
             if not isinstance(entry, dict):
                 return None
             same = files_in_place_listing(outdir, ip, entry, foreign) if listing else files_in_place(outdir, entry)
             if not same:
                 return None
+        return foreign
+
+    try:
+        report = Report([Problem(**p) for p in fleet.get("problems", [])])
+        count = int(fleet["hosts"])
+        # one half on each core; each half's answer in a tuple, so that one without foreign files is still true
+        halves = in_two(list(hosts.items()), lambda part: (found := in_place(part)) is not None and (found,))
+        if not all(halves):
+            return None
+        foreign = {ip: files for (found,) in halves for ip, files in found.items()}
         if not existing_hosts(outdir) <= set(hosts):
             return None
     except (TypeError, ValueError, KeyError, OSError):

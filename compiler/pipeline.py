@@ -6,10 +6,7 @@ module models, the records modules publish for each other) once; `render_host` t
 
 from __future__ import annotations
 
-import gc
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from sty.contract.targets import select
 from .bundle import HostBundle
 from .contrib import check_listeners
 from .errors import PUBLISHED_SECRET, UNKNOWN, InventoryError, Report
+from .halves import collector_paused
 from .loader import Positions, parse_inventory, read_marked
 from .model import Fleet, Host, build_hosts
 from .modules import all_modules
@@ -81,21 +79,6 @@ def compile_fleet(
             raise
         compiled.report.locate(positions.find)
     return compiled
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cycle collector off while the fleet is loaded, validated and modelled. Why: these phases only
-    grow the heap, so each of its full collections walked every object made so far to free almost nothing:
-    a quarter of a 10,000-host check's time. The cycles they leave are few (about 15 MB at 10,000 hosts) and
-    collected once the collector is back."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _compile(

@@ -23,6 +23,7 @@ from sty.contract.formats import get_format
 
 from . import yaml_emitter
 from .paths import TEMPLATES
+from .template_cache import bytecode_cache
 
 pass_context = jinja2.pass_context
 
@@ -201,6 +202,7 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
         auto_reload=False,  # templates are part of sty's code: no stat of each one at every render
+        bytecode_cache=bytecode_cache(),
     )
     env.filters.update(
         line=one_line,

@@ -68,6 +68,9 @@ class Writer:
         if kind is str:
             if _plain_ok(value):
                 return value
+            quoted = _ONE_LINE.get(value)
+            if quoted is not None:
+                return quoted  # a string PyYAML quotes on one line (a file mode, `'0644'`), seen before
             if ("\n" not in value and len(value) > _LONG) or _OTHER_BREAKS.search(value):
                 raise _Fallback  # folded at the width, or broken at a line break YAML has besides \n
         elif kind is bool:
@@ -170,6 +173,7 @@ def dump(data: Any, fallback: Callable[[Any], str]) -> str:
 
 
 _scalar_memo: dict[tuple[type, Any], tuple[str, ...]] = {}
+_ONE_LINE: dict[str, str] = {}  # the strings of `_scalar_memo` that PyYAML writes on one line, for Writer.scalar
 
 
 def _scalar_in_value_position(value: Any, fallback: Callable[[Any], str]) -> tuple[str, ...]:
@@ -190,4 +194,6 @@ def _scalar_in_value_position(value: Any, fallback: Callable[[Any], str]) -> tup
     lines = tuple(body.rstrip("\n").split("\n"))
     if len(_scalar_memo) < 65536:
         _scalar_memo[memo_key] = lines
+        if type(value) is str and len(lines) == 1:
+            _ONE_LINE[value] = lines[0]
     return lines

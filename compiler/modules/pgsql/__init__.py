@@ -138,7 +138,7 @@ class PgsqlModule(FleetModule):
         model = pgsql_model(fleet)
         for cluster in model.provided_by.get(host.ip, []) if host.params.get("haproxy_enabled") else []:
             for svc in cluster.services:
-                render_service(cluster, svc, b)
+                render_service(cluster, svc, b, model.service_cfg)
         inst = model.instance_of.get(host.ip)
         if inst is None:
             return

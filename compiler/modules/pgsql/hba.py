@@ -32,6 +32,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 FLAVORS = ("postgres", "pgbouncer")
@@ -351,6 +352,16 @@ def _host_cidr(ip: Any, what: str) -> str:
     return net.with_prefixlen
 
 
+def _checked_ctx(ctx: HbaContext) -> dict[str, Any]:
+    """`_check_ctx`, once per distinct context (a frozen dataclass of strings and tuples): the members of a
+    cluster share all of it but the role, and every cluster the admin and infra addresses. The caller only
+    reads the answer."""
+    try:
+        return _check_ctx_once(ctx)
+    except TypeError:  # a context holding something unhashable: checked (and refused) the long way
+        return _check_ctx(ctx)
+
+
 def _check_ctx(ctx: HbaContext) -> dict[str, Any]:
     """Validated, normalized context values; ValueError on anything that could not be written safely."""
     if not isinstance(ctx, HbaContext):
@@ -385,6 +396,9 @@ def _check_ctx(ctx: HbaContext) -> dict[str, Any]:
         "intra": list(dict.fromkeys(intranet)),
         "world": ["0.0.0.0/0", "::/0"],
     }
+
+
+_check_ctx_once = lru_cache(maxsize=4096)(_check_ctx)
 
 
 def _record(conn: str, db: str, user: str, addr: str, method: str) -> str:
@@ -489,7 +503,7 @@ def render_hba(rules: list[dict], ctx: HbaContext, flavor: str = "postgres") -> 
     ]
     if bad:
         raise ValueError("invalid hba rules:\n  " + "\n  ".join(bad))
-    env = _check_ctx(ctx)
+    env = _checked_ctx(ctx)
 
     lines = _header(ctx, env, flavor)
     ordered = sorted(rules, key=lambda r: r.get("order", DEFAULT_ORDER))  # stable on ties

@@ -102,6 +102,7 @@ class PgsqlModel:
     instance_of: dict[str, PgInstance]  # host ip -> instance
     provided_by: dict[str, list[PgCluster]]  # host ip -> clusters whose services it runs
     sql: dict[str, dict[str, str]] = field(default_factory=dict)  # cluster -> provisioning SQL (same on members)
+    service_cfg: dict[tuple[str, str], str] = field(default_factory=dict)  # (cluster, service) -> HAProxy file
 
 
 def pgsql_model(fleet: Fleet) -> PgsqlModel:

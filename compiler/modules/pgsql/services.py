@@ -159,6 +159,26 @@ def _servers(svc: Service, cluster: PgCluster, dest: Any) -> list[dict[str, Any]
     return servers
 
 
+def _service_cfg(cluster: PgCluster, svc: Service) -> str:
+    p = cluster.params()
+    spec = svc.spec
+    dest = spec.get("dest", "default")
+    if dest == "default":
+        dest = p["pg_default_service_dest"]
+    return render(
+        "pgsql/service.cfg.j2",
+        svc=svc,
+        ip=spec.get("ip") or "*",
+        check=spec.get("check") or "/",
+        balance=spec.get("balance") or "roundrobin",
+        maxconn=int(spec.get("maxconn") or SERVICE_MAXCONN),
+        options=default_server(spec, list((p["pg_rto_plan"] or {})[p["pg_rto"]])),
+        servers=_servers(svc, cluster, dest),
+        dest=dest,
+        ca_file=CA_CERT_PATH,
+    )
+
+
 _MS = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000, "d": 86400000}
 
 
@@ -186,25 +206,17 @@ def default_server(spec: dict[str, Any], rto: list[Any]) -> str:
     )
 
 
-def render_service(cluster: PgCluster, svc: Service, b: HostBundle) -> None:
-    """`/etc/haproxy/conf.d/<cluster>-<service>.cfg`; health checks paced by the pg_rto plan."""
-    p = cluster.params()
-    spec = svc.spec
-    dest = spec.get("dest", "default")
-    if dest == "default":
-        dest = p["pg_default_service_dest"]
-    text = render(
-        "pgsql/service.cfg.j2",
-        svc=svc,
-        ip=spec.get("ip") or "*",
-        check=spec.get("check") or "/",
-        balance=spec.get("balance") or "roundrobin",
-        maxconn=int(spec.get("maxconn") or SERVICE_MAXCONN),
-        options=default_server(spec, list((p["pg_rto_plan"] or {})[p["pg_rto"]])),
-        servers=_servers(svc, cluster, dest),
-        dest=dest,
-        ca_file=CA_CERT_PATH,
-    )
+def render_service(
+    cluster: PgCluster, svc: Service, b: HostBundle, rendered: dict[tuple[str, str], str] | None = None
+) -> None:
+    """`/etc/haproxy/conf.d/<cluster>-<service>.cfg`; health checks paced by the pg_rto plan. The text depends on
+    the cluster alone, so every host serving it gets the one kept in `rendered` (the model's, per process)."""
+    key = (cluster.name, svc.name)
+    text = rendered.get(key) if rendered is not None else None
+    if text is None:
+        text = _service_cfg(cluster, svc)
+        if rendered is not None:
+            rendered[key] = text
     path = f"/etc/haproxy/conf.d/{svc.full_name}.cfg"
     b.add(FileSpec(path, MODULE, text, "haproxy", actions=[reload("haproxy.service")]))
     b.ports.add(Port(svc.port, f"haproxy:{svc.full_name}", MODULE))
