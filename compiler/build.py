@@ -335,11 +335,10 @@ def _save_state(
 
 def write_state(outdir: Path, hosts: dict, fleet: dict[str, Any] | None = None) -> None:
     """The incremental state, rewritten only when it changes (a no-op build touches nothing). `fleet` is the
-    whole-build record of compiler/noop.py; any other write drops it (the fleet is no longer known whole)."""
-    doc: dict[str, Any] = {"hosts": dict(sorted(hosts.items()))}
-    if fleet is not None:
-        doc[noop.RECORD] = fleet
-    text = json.dumps(doc, sort_keys=True)
+    whole-build record of compiler/noop.py, written beside it; any other write drops it (the fleet is no longer
+    known whole)."""
+    hosts = dict(sorted(hosts.items()))
+    text = json.dumps({"hosts": hosts}, sort_keys=True)
     path = _state_path(outdir)
     try:
         same = path.is_file() and not path.is_symlink() and path.read_text() == text
@@ -347,6 +346,7 @@ def write_state(outdir: Path, hosts: dict, fleet: dict[str, Any] | None = None) 
         same = False
     if not same:
         write_private(store_dir(outdir), "state.json", text.encode())
+    noop.write_record(store_dir(outdir), hosts, fleet)
 
 
 def refuse_pin_changes(compiled: Compiled, pinned: dict[str, dict[str, Any]], outdir: Path, old_hosts: dict) -> None:

@@ -34,13 +34,13 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def in_two(items: Sequence[T], check: Callable[[Sequence[T]], object], *, split_from: int = SPLIT_FROM) -> list:
+def in_two(items: Sequence[T], check: Callable[[Sequence[T]], object]) -> list:
     """`check` of the first half of `items` here and of the second half in a forked child, on two cores: the
     stat checks of a fleet's recorded files are system calls driven from Python, so threads would share one
     core (measured: slower than one thread). Returns both results, first half first. With one CPU, few items,
     or a child that failed, everything is checked here. `check` returning a false value for the first half
     stops the child early and skips the second (a caller wanting both must return a true value)."""
-    if len(items) < split_from or len(os.sched_getaffinity(0)) < 2:
+    if len(items) < SPLIT_FROM or len(os.sched_getaffinity(0)) < 2:
         return [check(items)]
     half = len(items) // 2
     read_end, write_end = os.pipe()

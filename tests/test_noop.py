@@ -58,8 +58,10 @@ def test_a_second_build_says_what_the_full_path_says_without_compiling(work: Pat
     assert code == 0
     assert out == "4 host(s): 0 rendered, 4 unchanged inputs; 0 file(s) written, 0 removed, 0 unchanged\n"
     assert err == full.stderr and "warning:" in err  # the recorded problems, printed as the full path prints them
-    record = json.loads((work / ".sty" / "outputs" / "state.json").read_text())["fleet"]
+    record = json.loads((work / ".sty" / "outputs" / "noop.json").read_text())
     assert record["hosts"] == 4 and len(record["fingerprint"]) == 64
+    stamps = (work / ".sty" / "outputs" / "stamps.jsonl").read_text().splitlines()
+    assert [json.loads(line)[0] for line in stamps] == ["10.10.10.10", "10.10.10.11", "10.10.10.12", "10.10.10.13"]
 
 
 def test_a_diff_with_nothing_changed_answers_from_the_record(work: Path, compiles: list[int]) -> None:
@@ -191,3 +193,28 @@ def test_a_verifier_carried_over_for_a_skipped_host_stays_remembered(
     assert calls == [] and store.read_store(out) == stored
     store.write_store(out, {"pg-a/u": a, "pg-b/u": "a new value"}, stored)  # a value that changed loses its memo
     assert set(json.loads((store.store_dir(out) / store.MEMO).read_text())) == {"pg-a/u"}
+
+
+def test_the_record_is_stale_once_anything_else_writes_the_state(
+    work: Path, compiles: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shortcut's record vouches for one state.json: a limited build (which rewrites the state without the
+    whole fleet) removes it, and a state rewritten behind its back (its stamp changed) is not trusted. The stamps
+    are checked half here, half in a forked child: a file edited in either half is found."""
+    from sty.compiler import halves
+
+    monkeypatch.setattr(halves, "SPLIT_FROM", 2)
+    store = work / ".sty" / "outputs"
+    assert run("build", "--limit", "10.10.10.11")[0] == 0 and compiles == [1]
+    assert not (store / "noop.json").exists()
+    assert run("build")[0] == 0 and compiles == [1, 1]  # the full path, which records again
+    assert run("build")[0] == 0 and compiles == [1, 1]
+    state = store / "state.json"
+    state.write_text(state.read_text() + " ")  # another writer: same hosts, new stamp
+    assert run("build")[0] == 0 and compiles == [1, 1, 1]
+    for n, line in enumerate((store / "stamps.jsonl").read_text().splitlines()[::3]):  # the first and last host
+        _, files = json.loads(line)
+        target = work / "outputs" / files[-1][0]
+        target.write_text(target.read_text() + "# edited\n")
+        assert run("build")[0] == 0 and len(compiles) == 4 + n  # found, and put back by the full path
+        assert run("build")[0] == 0 and len(compiles) == 4 + n  # then nothing to do again
