@@ -362,8 +362,11 @@ class HostChecks:
             v.problems.append(f"{self.address}: patroni members {sorted(m['name'] for m in members)}, want {want}")
         return v
 
-    def haproxy_routes(self, snap: Snapshot) -> Verdict:
-        """The primary service leads to the primary, the replica service (several members) to a replica."""
+    def haproxy_routes(self, snap: Snapshot, live: dict[str, Captured] | None = None) -> Verdict:
+        """The primary service leads to the primary, the replica service (several members) to a replica. `live`:
+        answers asked again since the snapshot (`route_query`), by role. A wrong answer is worth asking again
+        (`retry`): right after an apply HAProxy sends the replica service to its backup, the primary, until the
+        replicas' health checks pass."""
         if self.pg is None:
             return Verdict(skipped="not a PostgreSQL instance")
         if not self._admin()[1]:
@@ -376,11 +379,23 @@ class HostChecks:
             if component not in self.ports:
                 v.problems.append(f"{self.address}: no {component} port in the manifest")
                 continue
-            out = snap.cmd(f"haproxy/{role}")
+            out = (live or {}).get(role) or snap.cmd(f"haproxy/{role}")
             if out.stdout.strip() != want:
                 v.problems.append(f"{self.address}: {component} (port {self.ports[component]}): pg_is_in_recovery "
                                   f"answered {out.stdout.strip()!r}, want {want!r}: {out.stderr.strip()}")  # fmt: skip
+        v.retry = bool(v.problems)
         return v
+
+    def route_query(self, role: str, snap: Snapshot) -> str | None:
+        """The snapshot's `haproxy/<role>` question as one command, to ask it again live (None: not asked)."""
+        user, password = self._admin()
+        port = self.ports.get(f"haproxy:{self.pg['cluster']}-{role}") if self.pg else None
+        if not (password and port):
+            return None
+        listed = snap.cmd("pgbouncer/databases")
+        names = pooled_databases(listed.stdout) if listed.rc == 0 else []
+        db = shlex.quote(names[0] if names else "postgres")
+        return _psql(self.address, port, user, password, "select pg_is_in_recovery()", db)
 
     def pgbouncer(self, snap: Snapshot) -> Verdict:
         """A pg_users member logs in through pgbouncer to every database it pools."""

@@ -200,9 +200,23 @@ def test_patroni_health_and_one_leader(request, facts):
     settle(request, checks.patroni(snap))
 
 
-def test_haproxy_services_route_by_role(request, facts):
+def test_haproxy_services_route_by_role(request, host, facts):
+    """Each service of the cluster leads to the role it names. Right after an apply the replica service may
+    still lead to its backup, the primary, until the replicas' health checks pass (a few check intervals): then
+    it asks again, live, for up to 90 s."""
     checks, snap = facts
-    settle(request, checks.haproxy_routes(snap))
+    verdict = checks.haproxy_routes(snap)
+    deadline = time.monotonic() + 90
+    while verdict.retry and verdict.problems and time.monotonic() < deadline:
+        time.sleep(3)
+        live = {}
+        for role in ("primary", "replica"):
+            query = checks.route_query(role, snap)
+            if query:
+                answer = host.run(query)
+                live[role] = Captured(answer.rc, answer.stdout, answer.stderr)
+        verdict = checks.haproxy_routes(snap, live)
+    settle(request, verdict)
 
 
 def test_pgbouncer_login_and_databases(request, facts):

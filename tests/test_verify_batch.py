@@ -61,6 +61,7 @@ case $url in */health) echo '{"state": "running"}' ;; */cluster) cat "$STUB/clus
     "psql": r"""
 while [ $# -gt 0 ]; do case $1 in -p) port=$2; shift ;; -d) db=$2; shift ;; esac; shift; done
 if [ -e "$STUB/down.$port" ]; then echo "psql: error: port $port failed: Connection refused" >&2; exit 2; fi
+if [ -e "$STUB/backup.$port" ]; then echo f; exit 0; fi  # the replica service on its backup, the primary
 case $port in 5433) echo f ;; 5434) echo t ;; 6432) echo 1; echo "$db" >>"$STUB/pooled-logins" ;; esac
 """,
     "python3": 'echo \'{"unavailable": "the stub has no PyYAML"}\'\n',  # no etcd, no dnsmasq here
@@ -410,3 +411,27 @@ def test_progress_prints_one_line_per_host_instead_of_dots(tmp_path, monkeypatch
     assert lines[0] == "verify 10.0.0.1: 7 checks passed (2 tests, 1 not applicable)"
     assert lines[1] == "verify 10.0.0.2: 2 of 7 checks failed (test_bad)"
     assert not any(set(line) <= set(".sF") and line for line in lines)  # no line of dots
+
+
+def test_a_replica_service_still_on_its_backup_is_asked_again_live(fake):
+    """Right after an apply HAProxy sends the replica service to the primary until the replicas' health checks
+    pass: the verdict says it is worth asking again, and the live answer (the same question as one command,
+    here run through the stubs as `sty verify` runs it on the host) decides."""
+    (fake.stub / "backup.5434").touch()
+    snap = fake.snapshot()
+    first = fake.checks.haproxy_routes(snap)
+    assert first.retry and first.problems == [
+        f"{HOST}: haproxy:pg-test-replica (port 5434): pg_is_in_recovery answered 'f', want 't': "
+    ]
+    query = fake.checks.route_query("replica", snap)
+    assert query is not None and "-p 5434" in query and "select pg_is_in_recovery()" in query
+
+    def ask() -> Captured:
+        env = {**os.environ, "PATH": f"{fake.stub}:/usr/bin:/bin", "STUB": str(fake.stub)}
+        done = subprocess.run(["bash", "-c", query], env=env, capture_output=True, text=True)
+        return Captured(done.returncode, done.stdout, done.stderr)
+
+    assert fake.checks.haproxy_routes(snap, {"replica": ask()}).problems  # still on the backup
+    (fake.stub / "backup.5434").unlink()
+    settled = fake.checks.haproxy_routes(snap, {"replica": ask()})
+    assert settled.problems == [] and not settled.retry and settled.checks == 2
