@@ -56,17 +56,20 @@ def in_two(items: Sequence[T], check: Callable[[Sequence[T]], object]) -> list:
         finally:
             os._exit(status)
     os.close(write_end)
+    data = None
     try:
         mine = check(items[:half])
-        if not mine:
-            os.kill(pid, signal.SIGKILL)
-            return [mine]
-        with os.fdopen(read_end, "rb") as source:
-            read_end = -1
-            data = source.read()
+        if mine:
+            with os.fdopen(read_end, "rb") as source:
+                read_end = -1
+                data = source.read()
     finally:
+        if data is None:  # its answer is not wanted (a false first half, or this half raised): not waited for
+            os.kill(pid, signal.SIGKILL)
         if read_end >= 0:
             os.close(read_end)
         _, status = os.waitpid(pid, 0)
+    if not mine:
+        return [mine]
     theirs = pickle.loads(data) if status == 0 and data else check(items[half:])
     return [mine, theirs]

@@ -167,8 +167,12 @@ _STAMPED = (("state", "state.json"), ("stamps", STAMPS_FILE), ("store", "secrets
 
 
 def _read(path: Path) -> bytes | None:
-    """A store file's bytes, never through a link; None when it cannot be read."""
+    """A store file's bytes, never through a link (the file's, the store's or `.sty`'s: a pull request can plant
+    one); None when it cannot be read. Never makes the store, as the full path's reader would."""
+    store = path.parent
     try:
+        if store.parent.is_symlink() or store.is_symlink() or not store.is_dir():
+            return None
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as handle:
             return handle.read()

@@ -218,3 +218,14 @@ def test_the_record_is_stale_once_anything_else_writes_the_state(
         target.write_text(target.read_text() + "# edited\n")
         assert run("build")[0] == 0 and len(compiles) == 4 + n  # found, and put back by the full path
         assert run("build")[0] == 0 and len(compiles) == 4 + n  # then nothing to do again
+
+
+def test_a_store_reached_through_a_link_is_not_read(work: Path, compiles: list[int], tmp_path: Path) -> None:
+    """The shortcut reads its record only from the plain `.sty/<out>` sty made: a `.sty` replaced by a link (a
+    pull request can commit one) is not followed, and the full path refuses it with its sentence."""
+    elsewhere = tmp_path / "elsewhere"
+    (work / ".sty").rename(elsewhere)
+    (work / ".sty").symlink_to(elsewhere)
+    code, out, err = run("build")
+    assert compiles == [1] and code != 0 and "nothing to do" not in out
+    assert "symbolic link sty did not make" in err
