@@ -26,10 +26,10 @@ from sty.contract.manifest import MAX_MANIFEST_BYTES
 
 from . import noop
 from .errors import InventoryError, Report
-from .halves import in_two
 from .modules import all_modules
 from .paths import code_digest
 from .pipeline import Compiled, input_digest, resolve_target
+from .processes import in_two
 from .retire import retirement_tree
 from .secrets import read_store, store_dir, write_store
 from .stage import Staged, commit, discard, render_one, stage_all, stage_files

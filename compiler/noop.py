@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Problem, Report
-from .halves import collector_paused, in_two
+from .processes import collector_paused, in_two
 
 MAX_FACTS = 100_000  # facts files hashed before the shortcut gives up (the full path reads only the hosts')
 

@@ -15,10 +15,10 @@ from sty.contract.targets import select
 from .bundle import HostBundle
 from .contrib import check_listeners
 from .errors import PUBLISHED_SECRET, UNKNOWN, InventoryError, Report
-from .halves import collector_paused
 from .loader import Positions, parse_inventory, read_marked
 from .model import Fleet, Host, build_hosts
 from .modules import all_modules
+from .processes import collector_paused
 from .render import RenderError
 from .schema import registry
 from .secrets import PUBLISHED_DEFAULTS, load_overrides, pick

@@ -24,10 +24,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from .halves import collector_paused
 from .manifest import manifest_text
 from .modules import all_modules
 from .pipeline import Compiled, render_host
+from .processes import collector_paused
 from .render import RenderError
 from .writer import Found, Tree, WriteFailed, WriteStats, host_tree, manifest_files
 

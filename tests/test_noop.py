@@ -201,9 +201,9 @@ def test_the_record_is_stale_once_anything_else_writes_the_state(
     """The shortcut's record vouches for one state.json: a limited build (which rewrites the state without the
     whole fleet) removes it, and a state rewritten behind its back (its stamp changed) is not trusted. The stamps
     are checked half here, half in a forked child: a file edited in either half is found."""
-    from sty.compiler import halves
+    from sty.compiler import processes
 
-    monkeypatch.setattr(halves, "SPLIT_FROM", 2)
+    monkeypatch.setattr(processes, "SPLIT_FROM", 2)
     store = work / ".sty" / "outputs"
     assert run("build", "--limit", "10.10.10.11")[0] == 0 and compiles == [1]
     assert not (store / "noop.json").exists()
@@ -227,5 +227,5 @@ def test_a_store_reached_through_a_link_is_not_read(work: Path, compiles: list[i
     (work / ".sty").rename(elsewhere)
     (work / ".sty").symlink_to(elsewhere)
     code, out, err = run("build")
-    assert compiles == [1] and code != 0 and "nothing to do" not in out
+    assert compiles == [1] and code != 0 and "0 rendered" not in out  # the full path ran, and refused
     assert "symbolic link sty did not make" in err

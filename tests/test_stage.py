@@ -146,21 +146,20 @@ def test_workers_keep_a_heap_the_command_froze_for_good() -> None:
 
 
 def test_a_check_split_over_two_processes_answers_as_one() -> None:
-    """`halves.in_two`: the first half here, the second in a forked child, both answers in order; a false
+    """`processes.in_two`: the first half here, the second in a forked child, both answers in order; a false
     first answer ends the child; a child that fails leaves its half to this process."""
     import os
 
-    from sty.compiler import halves
+    from sty.compiler import processes
 
     items = list(range(5000))
-    assert halves.in_two(items, lambda part: ("sum", sum(part))) == [
+    assert processes.in_two(items, lambda part: ("sum", sum(part))) == [
         ("sum", sum(range(2500))),
         ("sum", sum(range(2500, 5000))),
     ]
-    pids: list[int] = []
-    assert halves.in_two(items, lambda part: pids.append(os.getpid()) or ("pid", os.getpid()))[1][1] != os.getpid()
-    assert halves.in_two(items, lambda part: part[0] != 0 and ("late", part[0])) == [False]
+    assert processes.in_two(items, lambda part: ("pid", os.getpid()))[1][1] != os.getpid()  # a second process
+    assert processes.in_two(items, lambda part: part[0] != 0 and ("late", part[0])) == [False]
     here = os.getpid()
-    answers = halves.in_two(items, lambda part: ("ok", len(part)) if os.getpid() == here else os._exit(3))
+    answers = processes.in_two(items, lambda part: ("ok", len(part)) if os.getpid() == here else os._exit(3))
     assert answers == [("ok", 2500), ("ok", 2500)]  # the child died: its half was checked here
-    assert halves.in_two(items[:10], lambda part: ("one", len(part))) == [("one", 10)]  # too few to split
+    assert processes.in_two(items[:10], lambda part: ("one", len(part))) == [("one", 10)]  # too few to split

@@ -137,9 +137,9 @@ def write_store(outdir: Path, values: dict[str, str], old: dict[str, str] | None
             final.update(zip(todo, pool.map(lambda item: _stored_value(*item), todo.values()), strict=True))
     else:
         final.update((name, _stored_value(*item)) for name, item in todo.items())
-    # a value carried over unchanged (a host the build skipped) keeps its memo: dropping it would cost the next
-    # full build a PBKDF2 per user to learn again what is known
-    # (the memo binds a render-time verifier to a stored one, so it stays true while the stored one is unchanged)
+    # a value carried over unchanged (a host the build skipped) keeps its memo, which binds a render-time verifier
+    # to the stored one and so stays true while that is unchanged: dropping it cost the next full build a PBKDF2
+    # per user
     checked = {
         n: _memo_key(v, final[n]) if isinstance(v, ScramSecret) else memo[n]
         for n, v in sorted(values.items())
@@ -148,7 +148,7 @@ def write_store(outdir: Path, values: dict[str, str], old: dict[str, str] | None
     if checked != memo:
         _replace(directory, directory / MEMO, json.dumps(checked, sort_keys=True))
     if final == old and stat.S_ISREG(_lstat_mode(path)):
-        return  # what `old` was read from holds these values already: no YAML to write and compare
+        return  # the file `old` was read from holds these values already: nothing to serialise or compare
     text = json.dumps(final, indent=1, sort_keys=True) + "\n"  # YAML too; \u escapes keep it one line per value
     if not path.is_symlink() and path.exists() and path.read_text(encoding="utf-8") == text:
         return
