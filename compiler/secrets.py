@@ -19,18 +19,31 @@ from typing import Any
 
 import yaml
 
-from sty.contract.store import ScramSecret, read_store, scram_accepts, scram_verifier, store_dir, write_store
+from sty.contract.store import (
+    PendingStore,
+    ScramSecret,
+    begin_store,
+    read_store,
+    render_verifier,
+    scram_accepts,
+    scram_verifier,
+    store_dir,
+    write_store,
+)
 
 from .errors import Report
 
 __all__ = [
     "LINE_BREAK_RULE",
     "PUBLISHED_DEFAULTS",
+    "PendingStore",
     "ScramSecret",
+    "begin_store",
     "line_break_free",
     "load_overrides",
     "pick",
     "read_store",
+    "render_verifier",
     "schema_message",
     "scram_accepts",
     "scram_verifier",

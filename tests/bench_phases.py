@@ -4,11 +4,11 @@ compiler's functions from the outside, and report the phase totals as one JSON l
     python tests/bench_phases.py build -q          # what `sty build -q` does, plus the phase line
 
 Why from the outside: the compiler is being changed while it is measured, and timers inside it would be one
-more thing to keep in step. Here each phase is a list of `module:function` names (`a|b` where a function may
-live in either place), plus whole modules whose public functions all belong to one phase (the loader, the
-writer, the YAML emitter, `diff`), so a function added there is timed too. A name that is missing (renamed or
-moved) is skipped and reported in the JSON line, and a phase none of whose names exist is reported as n/a
-instead of failing the run: the benchmark keeps working across refactorings.
+more thing to keep in step. Here each phase is a list of `module:function` names (`module:Class.method` for a
+method; `a|b` where a function may live in either place), plus whole modules whose public functions all belong
+to one phase (the loader, the writer, the YAML emitter, `diff`), so a function added there is timed too. A name
+that is missing (renamed or moved) is skipped and reported in the JSON line, and a phase none of whose names
+exist is reported as n/a instead of failing the run: the benchmark keeps working across refactorings.
 
 Attribution is exclusive: a wrapped call charges its phase with its own time minus the time of the wrapped
 calls nested in it, so a Jinja2 template rendered inside a module's `render` counts once, under `render`, and
@@ -107,9 +107,10 @@ PHASES: dict[str, tuple[str, ...]] = {
     ),
     # the secret store: read, SCRAM verifiers (PBKDF2), rewrite
     "secrets": (
-        "sty.compiler.build:_save_secrets",
+        "sty.compiler.build:_begin_secrets|sty.compiler.build:_save_secrets",
         "sty.contract.store:read_store",
         "sty.contract.store:write_store",
+        "sty.contract.store:PendingStore.finish",
     ),
     # the file system, reads included (a diff reads every file it compares)
     "write": (
@@ -235,7 +236,9 @@ def _resolve(target: str) -> Callable[..., Any] | None:
             module = importlib.import_module(module_name)
         except Exception:  # noqa: BLE001 - missing or mid-edit: reported n/a
             return None
-    fn = getattr(module, attr, None)
+    fn: Any = module
+    for part in attr.split("."):  # `Class.method` names a method
+        fn = getattr(fn, part, None)
     return fn if callable(fn) and not isinstance(fn, type) else None
 
 
@@ -287,6 +290,11 @@ def install(clock: Clock) -> tuple[dict[str, list[str]], list[str]]:
             entry = wrappers.get(id(value))
             if entry is not None and callable(value) and entry[1] != name:
                 setattr(module, attr, entry[0])
+            if isinstance(value, type) and value.__module__ == name:  # a method listed as `Class.method`
+                for method, member in list(vars(value).items()):
+                    entry = wrappers.get(id(member))
+                    if entry is not None and callable(member):
+                        setattr(value, method, entry[0])
     return found, missing
 
 

@@ -406,10 +406,12 @@ def _run_console(tmp_path: Path, *argv: str) -> tuple[int, str, str, str]:
     import sys
 
     marker = tmp_path / "exit-handler-ran"
+    frozen = tmp_path / "frozen-objects"  # what the collector no longer walks, seen at exit
     code = (
-        "import atexit, sys\n"
+        "import atexit, gc, sys\n"
         "from sty.cli import run\n"
         f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+        f"atexit.register(lambda: open({str(frozen)!r}, 'w').write(str(gc.get_freeze_count())))\n"
         f"sys.argv = ['sty', *{list(argv)!r}]\n"
         "run()\n"
         "print('run() returned')\n"
@@ -432,6 +434,25 @@ def test_the_console_command_exits_with_the_commands_status_its_output_flushed_a
     rc, out, err, handler = _run_console(tmp_path, "check", "-i", "pigsty.yml")
     assert (rc, handler) == (2, "ran")
     assert "all.children.pg-test.hosts.10.10.10.11.pg_seq" in err and "Traceback" not in err
+
+
+def test_the_console_command_keeps_what_it_compiled_out_of_the_collectors_sight(tmp_path, inventory):
+    """The console command's process ends with its command, so the compiled fleet is frozen (gc.freeze): the full
+    collections rendering triggers walked it to free nothing. In-process (tests, CliRunner) fleets come and go
+    and nothing is frozen."""
+    import gc
+
+    from click.testing import CliRunner
+
+    from sty.cli import main
+
+    (tmp_path / "pigsty.yml").write_text(yaml.safe_dump(inventory))
+    rc, _, err, _ = _run_console(tmp_path, "check", "-i", "pigsty.yml")
+    assert rc == 0, err
+    assert int((tmp_path / "frozen-objects").read_text()) > 10000  # the interpreter, the compiler, the fleet
+    before = gc.get_freeze_count()
+    assert CliRunner().invoke(main, ["check", "-i", str(tmp_path / "pigsty.yml")]).exit_code == 0
+    assert gc.get_freeze_count() == before
 
 
 @pytest.mark.parametrize("command", ["apply", "verify"])

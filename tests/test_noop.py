@@ -195,6 +195,58 @@ def test_a_verifier_carried_over_for_a_skipped_host_stays_remembered(
     assert set(json.loads((store.store_dir(out) / store.MEMO).read_text())) == {"pg-a/u"}
 
 
+def test_a_begun_store_computes_beside_the_file_writes_and_writes_nothing_until_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build begins the store update before it puts its files in place, so that the fresh verifiers' PBKDF2
+    runs in threads meanwhile; nothing is written before `finish`, and a cancelled update writes nothing."""
+    import threading
+
+    from sty.contract import store
+
+    out = tmp_path / "outputs"
+    out.mkdir()
+    users = {f"pg-a/u{i}": store.ScramSecret(store.render_verifier(f"pw-{i}", "pg-a"), f"pw-{i}") for i in range(12)}
+    workers: set[str] = set()
+    real = store._stored_value
+    monkeypatch.setattr(store, "_stored_value", lambda *a: workers.add(threading.current_thread().name) or real(*a))
+    path = store.store_dir(out) / "secrets.yml"
+    pending = store.begin_store(out, {**users, "pg-a/plain": "text"})
+    assert not path.exists()  # computing, not written
+    pending.finish()
+    stored = store.read_store(out)
+    assert workers and threading.current_thread().name not in workers  # salted in the pool's threads
+    assert stored["pg-a/plain"] == "text" and all(store.scram_accepts(stored[n], f"pw-{n[6:]}") for n in users)
+    # a host gets PostgreSQL's 4096 rounds; the render-time value, never shipped, is made with one
+    assert all(stored[n].startswith("SCRAM-SHA-256$4096:") and users[n].startswith("SCRAM-SHA-256$1:") for n in users)
+    cancelled = store.begin_store(out, {"pg-a/plain": "another"})
+    cancelled.cancel()
+    assert store.read_store(out) == stored  # the failed build's values never reach the store
+
+
+def test_a_build_whose_files_cannot_be_put_in_place_leaves_the_store_as_it_was(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sty.compiler import build as build_module
+    from sty.compiler.writer import WriteFailed
+    from sty.contract import store
+
+    path = store.store_dir(work / "outputs") / "secrets.yml"
+    before = path.read_bytes()
+    (work / "secrets.yml").write_text("pg_admin_password: Another.One\n")
+    os.chmod(work / "secrets.yml", 0o600)
+
+    def refused(*args, **kwargs):
+        raise WriteFailed("outputs: the disk is full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(build_module, "commit", refused)
+        code, _, err = run("build")
+    assert code == 3 and "the disk is full" in err and "Traceback" not in err
+    assert path.read_bytes() == before and "Another.One" not in path.read_text()
+    assert run("build")[0] == 0 and "Another.One" in path.read_text()  # what the failed build would have stored
+
+
 def test_the_record_is_stale_once_anything_else_writes_the_state(
     work: Path, compiles: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,7 +18,7 @@ from sty.compiler.errors import InventoryError
 from sty.compiler.modules.pgsql import sql_dollar, sql_ident, sql_literal
 from sty.compiler.pipeline import compile_fleet, resolve_target
 from sty.compiler.render import RenderError
-from sty.compiler.secrets import scram_verifier
+from sty.compiler.secrets import render_verifier
 
 SQL = "/pg/conf/sql"
 PRIMARY = "10.10.10.11"
@@ -180,8 +180,8 @@ def test_roles_file_creates_then_alters_every_role_with_its_verifier(shipped):
     for name in ("replicator", "dbuser_dba", "dbuser_monitor", "test"):
         assert f"ALTER ROLE \"{name}\" PASSWORD '<<secret:pg-test/pg_users/{name}/scram>>';" in roles
     assert 'ALTER ROLE "postgres" PASSWORD' not in roles  # pg_dbsu_password is empty: no password
-    assert secrets[PRIMARY]["pg-test/pg_users/dbuser_dba/scram"] == scram_verifier("DBUser.DBA", "dbuser_dba")
-    assert secrets[PRIMARY]["pg-test/pg_users/replicator/scram"] == scram_verifier("DBUser.Replicator", "replicator")
+    assert secrets[PRIMARY]["pg-test/pg_users/dbuser_dba/scram"] == render_verifier("DBUser.DBA", "dbuser_dba")
+    assert secrets[PRIMARY]["pg-test/pg_users/replicator/scram"] == render_verifier("DBUser.Replicator", "replicator")
     userlist = trees[PRIMARY]["/etc/pgbouncer/userlist.txt"]
     assert '"dbuser_dba" "<<secret:pg-test/pg_users/dbuser_dba/scram>>"' in userlist
     # memberships only granted when missing, so a second run is silent
@@ -264,7 +264,7 @@ def test_user_and_database_fields_reach_the_sql_quoted(tmp_path):
     assert '\'GRANT "dbrole_readonly" TO "dbuser_app" WITH ADMIN OPTION\'' in roles
     assert 'ALTER ROLE "dbrole_app" PASSWORD' not in roles  # a group without password
     assert "App'Pa" not in roles  # the password itself never appears, only its verifier's placeholder
-    assert secrets[PRIMARY]["pg-test/pg_users/dbuser_app/scram"] == scram_verifier('App\'Pa$$ "x"\\', "dbuser_app")
+    assert secrets[PRIMARY]["pg-test/pg_users/dbuser_app/scram"] == render_verifier('App\'Pa$$ "x"\\', "dbuser_app")
     dbs = trees[PRIMARY][f"{SQL}/20-databases.sql"]
     assert (
         'SELECT \'CREATE DATABASE "app" OWNER "dbuser_app" TEMPLATE "template0" ENCODING \'\'UTF8\'\' '
@@ -513,7 +513,7 @@ def test_shipped_sql_runs_twice_and_creates_what_it_promises(pg, tmp_path):
     assert len(acl) == 1 and "dbrole_readonly=r/dbuser_dba" in acl[0][2] and "dbrole_admin=Dxt/dbuser_dba" in acl[0][2]
     # the verifier in PostgreSQL is the very one pgbouncer's userlist carries, and it logs the user in
     stored = pg.query("SELECT rolpassword FROM pg_authid WHERE rolname = 'test'")[0][0]
-    assert stored == secrets[PRIMARY]["pg-test/pg_users/test/scram"] == scram_verifier("Test.Pass-1", "test")
+    assert stored == secrets[PRIMARY]["pg-test/pg_users/test/scram"] == render_verifier("Test.Pass-1", "test")
     assert login(pg, "test", "Test.Pass-1", "test") == "test"
     assert login(pg, "test", "wrong", "test") is None
 

@@ -26,6 +26,7 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -47,8 +48,9 @@ _warned: set[tuple[str, int]] = set()
 
 class ScramSecret(str):
     """A verifier computed at render time that still knows its password, so the store can keep the verifier
-    it already has for that password (or salt a new one). As a string it is a deterministic verifier: members
-    of one cluster agree on it and a render is reproducible; only `write_store` turns it into the salted one."""
+    it already has for that password (or salt a new one). As a string it is a deterministic verifier
+    (`render_verifier`): members of one cluster agree on it and a render is reproducible; only the store turns
+    it into the salted one a host gets."""
 
     password: str
 
@@ -116,43 +118,72 @@ def read_store(outdir: Path) -> dict[str, str]:
 def write_store(outdir: Path, values: dict[str, str], old: dict[str, str] | None = None) -> None:
     """Rewrite the store only when its content changes (mode 0600 in a 0700 directory); SCRAM verifiers
     computed at render time become the stored ones (see ScramSecret)."""
-    path = store_dir(outdir) / "secrets.yml"
+    begin_store(outdir, values, old).finish()
+
+
+def begin_store(outdir: Path, values: dict[str, str], old: dict[str, str] | None = None) -> PendingStore:
+    """Start a store update: the PBKDF2 it needs (to salt a fresh verifier, or to check a stored one the memo does
+    not vouch for) runs in threads from here on, since hashlib releases the GIL, so that a build can put its
+    files in place meanwhile; `finish()` waits for it and writes the store. Nothing is written before then."""
     old = read_store(outdir) if old is None else old  # the caller's read of it, when it has one
     directory = secure_store(outdir)
-    memo = _read_memo(directory)
-    final: dict[str, str] = {}
-    todo: dict[str, tuple[str, str]] = {}
-    for name, value in values.items():
-        previous = old.get(name, "")
-        if not isinstance(value, ScramSecret):
-            final[name] = str(value)
-        elif previous and memo.get(name) == _memo_key(value, previous):
-            final[name] = previous  # this verifier was checked against this password by an earlier build
-        else:
-            todo[name] = (value, previous)  # PBKDF2 to check the stored verifier, or to salt a new one
-    if len(todo) > 8:  # PBKDF2 releases the GIL: a thousand fresh verifiers take half the time on two cores
-        from concurrent.futures import ThreadPoolExecutor
+    return PendingStore(outdir, directory, dict(values), old, _read_memo(directory))
 
-        with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
-            final.update(zip(todo, pool.map(lambda item: _stored_value(*item), todo.values()), strict=True))
-    else:
-        final.update((name, _stored_value(*item)) for name, item in todo.items())
-    # a value carried over unchanged (a host the build skipped) keeps its memo, which binds a render-time verifier
-    # to the stored one and so stays true while that is unchanged: dropping it cost the next full build a PBKDF2
-    # per user
-    checked = {
-        n: _memo_key(v, final[n]) if isinstance(v, ScramSecret) else memo[n]
-        for n, v in sorted(values.items())
-        if isinstance(v, ScramSecret) or (n in memo and final[n] == old.get(n))
-    }
-    if checked != memo:
-        _replace(directory, directory / MEMO, json.dumps(checked, sort_keys=True))
-    if final == old and stat.S_ISREG(_lstat_mode(path)):
-        return  # the file `old` was read from holds these values already: nothing to serialise or compare
-    text = json.dumps(final, indent=1, sort_keys=True) + "\n"  # YAML too; \u escapes keep it one line per value
-    if not path.is_symlink() and path.exists() and path.read_text(encoding="utf-8") == text:
-        return
-    _replace(directory, path, text)
+
+class PendingStore:
+    """A store update under way (see begin_store): the values whose stored form is known, and those still being
+    computed. The thread pool is ended by `finish`, or by `cancel` when the build fails before it."""
+
+    def __init__(self, outdir: Path, directory: Path, values: dict[str, str], old: dict[str, str], memo: dict):
+        self.outdir, self.directory, self.values, self.old, self.memo = outdir, directory, values, old, memo
+        self.final: dict[str, str] = {}
+        todo: dict[str, tuple[str, str]] = {}
+        for name, value in values.items():
+            previous = old.get(name, "")
+            if not isinstance(value, ScramSecret):
+                self.final[name] = str(value)
+            elif previous and memo.get(name) == _memo_key(value, previous):
+                self.final[name] = previous  # this verifier was checked against this password by an earlier build
+            else:
+                todo[name] = (value, previous)  # PBKDF2 to check the stored verifier, or to salt a new one
+        self._pool = None
+        self._futures: dict[str, Any] = {}
+        if len(todo) > 8:  # a thousand fresh verifiers take half the time on two cores, and overlap the file writes
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(len(os.sched_getaffinity(0)))
+            self._futures = {name: self._pool.submit(_stored_value, *item) for name, item in todo.items()}
+        else:
+            self.final.update((name, _stored_value(*item)) for name, item in todo.items())
+
+    def cancel(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def finish(self) -> None:
+        final, old, memo, values, directory = self.final, self.old, self.memo, self.values, self.directory
+        try:
+            final.update((name, future.result()) for name, future in self._futures.items())
+        finally:
+            self.cancel()
+        # a value carried over unchanged (a host the build skipped) keeps its memo, which binds a render-time
+        # verifier to the stored one and so stays true while that is unchanged: dropping it cost the next full
+        # build a PBKDF2 per user
+        checked = {
+            n: _memo_key(v, final[n]) if isinstance(v, ScramSecret) else memo[n]
+            for n, v in sorted(values.items())
+            if isinstance(v, ScramSecret) or (n in memo and final[n] == old.get(n))
+        }
+        if checked != memo:
+            _replace(directory, directory / MEMO, json.dumps(checked, sort_keys=True))
+        path = directory / "secrets.yml"
+        if final == old and stat.S_ISREG(_lstat_mode(path)):
+            return  # the file `old` was read from holds these values already: nothing to serialise or compare
+        text = json.dumps(final, indent=1, sort_keys=True) + "\n"  # YAML too; \u escapes keep it one line per value
+        if not path.is_symlink() and path.exists() and path.read_text(encoding="utf-8") == text:
+            return
+        _replace(directory, path, text)
 
 
 def _lstat_mode(path: Path) -> int:
@@ -240,6 +271,18 @@ def scram_verifier(password: str, seed: str | None = None, iterations: int = 409
     if seed is None:
         return _verifier(password, os.urandom(16), iterations)
     return _seeded(password, seed, iterations)
+
+
+# A render-time verifier is never shipped: the store salts the one a host gets, with PostgreSQL's 4096 rounds. What it
+# is used for (members of a cluster agreeing on it, the memo of verified.json recognising the password) needs no
+# strength, so it takes one PBKDF2 round: a new fleet with its own passwords per cluster paid 4096 rounds per user
+# twice, at render time and in the store (2.6 s of CPU each for 1200 users).
+RENDER_ITERATIONS = 1
+
+
+def render_verifier(password: str, seed: str) -> str:
+    """The deterministic verifier a ScramSecret carries (a verifier given as the password stays as it is)."""
+    return scram_verifier(password, seed, RENDER_ITERATIONS)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -38,7 +38,7 @@ from typing import Any
 from ...bundle import Action, Directory, FileSpec, HostBundle
 from ...errors import join_path
 from ...render import RenderError, render
-from ...secrets import LINE_BREAK_RULE, ScramSecret, line_break_free, scram_verifier
+from ...secrets import LINE_BREAK_RULE, ScramSecret, line_break_free, render_verifier
 from .model import MODULE, PgCluster, PgsqlModel, list_path
 from .provision_check import parse_default_privilege
 from .sql import extension_sql, guc_values
@@ -89,7 +89,7 @@ def user_scram(b: HostBundle, p, cluster: PgCluster, user: dict[str, Any]) -> st
         return None
     if not line_break_free(value):
         raise RenderError(f"the secret {secret_name}: {LINE_BREAK_RULE}")
-    derived = ScramSecret(scram_verifier(value, name), value) if value else ""
+    derived = ScramSecret(render_verifier(value, name), value) if value else ""
     return b.secret(f"{cluster.name}/pg_users/{name}/scram", derived)
 
 
