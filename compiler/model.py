@@ -136,6 +136,7 @@ def build_hosts(inv: Inventory, reg: Registry, facts_dir: Path | None, report: R
     secret_shapes = reg.secret_shapes
     digests: dict[int, str] = {}
     literal: dict[int, tuple[Any, bool]] = {}  # Params' shared memo of placeholder-free values
+    results: dict[int, tuple[Any, list[Any]]] = {}  # and of the values substitution made (Params._shared)
 
     def digest(block) -> str:
         key = id(block)
@@ -146,7 +147,7 @@ def build_hosts(inv: Inventory, reg: Registry, facts_dir: Path | None, report: R
     hosts: dict[str, Host] = {}
     for name, decl in inv.hosts.items():
         layers = host_layers(inv, decl)
-        params = Params(name, layers, defaults, secret_shapes, literal)
+        params = Params(name, layers, defaults, secret_shapes, literal, results)
         facts = host_facts(params, read_facts(facts_dir, name, report))
         platform_name = params.raw("sty_platform", "debian12")
         platform = PLATFORMS.get(platform_name, PLATFORMS["debian12"])

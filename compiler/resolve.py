@@ -92,7 +92,7 @@ def host_layers(inv: Inventory, decl: HostDecl) -> list[VarsBlock]:
 class Params(Mapping[str, Any]):
     """A host's effective parameters with placeholders resolved on read."""
 
-    __slots__ = ("ip", "layers", "defaults", "secrets", "_cache", "_literal")
+    __slots__ = ("ip", "layers", "defaults", "secrets", "_cache", "_literal", "_results")
 
     def __init__(
         self,
@@ -101,6 +101,7 @@ class Params(Mapping[str, Any]):
         defaults: Mapping[str, Any],
         secrets: Mapping[str, SecretShape] | None = None,
         literal: dict[int, tuple[Any, bool]] | None = None,
+        results: dict[int, tuple[Any, list[Any]]] | None = None,
     ):
         self.ip = ip
         self.layers = layers
@@ -110,6 +111,8 @@ class Params(Mapping[str, Any]):
         # shared by the hosts of one build: whether a list or mapping of the inventory (or a default) holds no
         # placeholder at all, by identity (the value is kept alive beside its answer)
         self._literal = literal if literal is not None else {}
+        # shared too: what substitution made of such a value for earlier hosts (see `_shared`)
+        self._results = results if results is not None else {}
 
     def raw(self, key: str, default: Any = None) -> Any:
         """The value before placeholder substitution."""
@@ -150,8 +153,26 @@ class Params(Mapping[str, Any]):
                 raise KeyError(key)
             value = self.defaults[key]
         if not self._is_literal(value):
-            value = self.substitute(value, _Budget(self, key), self.secrets.get(key))
+            value = self._shared(value, self.substitute(value, _Budget(self, key), self.secrets.get(key)))
         self._cache[key] = value
+        return value
+
+    def _shared(self, raw: Any, value: Any) -> Any:
+        """A list or mapping substitution made equal to one an earlier host got from the same inventory value is
+        that earlier object: the default hba rules' `${dbsu}` becomes `postgres` on every host of a fleet, and one
+        shared set of rule objects is judged once (hba.rule_problems) instead of once per cluster and per host.
+        Equal is exact here: two results of one value differ only in the strings substitution made."""
+        if type(value) is not list and type(value) is not dict:
+            return value
+        entry = self._results.get(id(raw))
+        if entry is None or entry[0] is not raw:
+            self._results[id(raw)] = (raw, [value])  # the value is kept alive beside its results: ids stay unique
+            return value
+        for seen in entry[1]:
+            if seen == value:
+                return seen
+        if len(entry[1]) < 8:  # a value that differs on every host (one naming the host) is not kept per host
+            entry[1].append(value)
         return value
 
     def _is_literal(self, value: Any) -> bool:
@@ -230,18 +251,24 @@ class Params(Mapping[str, Any]):
         return budget.spend(self.placeholder(match.group(1), depth, budget) or match.group(0))
 
     def substitute(self, value: Any, budget: _Budget | None = None, shape: SecretShape | None = None) -> Any:
-        """`value` with its placeholders resolved; `shape` says which parts of it are secret."""
+        """`value` with its placeholders resolved; `shape` says which parts of it are secret. What no placeholder
+        changed is returned as the very same object, at any depth: a placeholder only the renderer knows (the
+        hba rules' `${dbsu}`) leaves the default rule lists shared by the whole fleet, so that what is judged
+        once per rule object (hba.rule_problems) is judged once, not once per host."""
         budget = budget if budget is not None else _Budget(self, None)
         shape = shape or _PLAIN
         if isinstance(value, str):
             if "${" not in value:
                 return value
             budget.secret = shape.whole
-            return PLACEHOLDER.sub(lambda m: self._replace(m, 0, budget), value)
+            out = PLACEHOLDER.sub(lambda m: self._replace(m, 0, budget), value)
+            return value if out == value else out
         if isinstance(value, list):
-            return [self.substitute(v, budget, shape) for v in value]
+            items = [self.substitute(v, budget, shape) for v in value]
+            return value if all(new is old for new, old in zip(items, value, strict=True)) else items
         if isinstance(value, dict):
-            return {k: self.substitute(v, budget, _inner(shape, k)) for k, v in value.items()}
+            entries = {k: self.substitute(v, budget, _inner(shape, k)) for k, v in value.items()}
+            return value if all(entries[k] is v for k, v in value.items()) else entries
         return value
 
 

@@ -28,14 +28,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from sty.contract.exits import Exit, UsageError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a planted FIFO never hangs
 _NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TMP_SUFFIX = ".sty-tmp"
 
 
@@ -363,8 +360,10 @@ def manifest_files(ip: str, found: Found | None) -> set[str]:
     is not a sty manifest records nothing."""
     if found is None:
         return set()
+    import yaml  # here only: the no-op build imports this module, and yaml costs it 25 ms
+
     try:
-        doc = yaml.load(found.content, Loader=_LOADER)
+        doc = yaml.load(found.content, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (yaml.YAMLError, ValueError):
         return set()
     if not isinstance(doc, dict) or "sty_manifest" not in doc or not isinstance(doc.get("files"), list):

@@ -224,6 +224,25 @@ def test_a_begun_store_computes_beside_the_file_writes_and_writes_nothing_until_
     assert store.read_store(out) == stored  # the failed build's values never reach the store
 
 
+def test_a_store_written_as_yaml_by_an_earlier_sty_is_still_read(tmp_path: Path) -> None:
+    """Stores are JSON now (faster to parse, and still YAML); one an earlier sty wrote as YAML keeps its values."""
+    from sty.contract import store
+
+    out = tmp_path / "outputs"
+    out.mkdir()
+    directory = store.secure_store(out)
+    (directory / "secrets.yml").write_text("pg-a/u: 'pw: with a colon'\npg-a/n: 5432\n")
+    os.chmod(directory / "secrets.yml", 0o600)
+    assert store.read_store(out) == {"pg-a/u": "pw: with a colon", "pg-a/n": "5432"}
+    store.write_store(out, {**store.read_store(out), "pg-a/v": "new"})
+    text = (directory / "secrets.yml").read_text()
+    assert text.startswith("{") and json.loads(text) == {
+        "pg-a/u": "pw: with a colon",
+        "pg-a/n": "5432",
+        "pg-a/v": "new",
+    }
+
+
 def test_a_build_whose_files_cannot_be_put_in_place_leaves_the_store_as_it_was(
     work: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -415,7 +415,51 @@ def test_rendering_a_fleet_never_modifies_the_values_its_hosts_share(example, tm
         for k in ("pg_default_services", "pg_default_roles")
         if h.params[k] is registry().defaults[k]
     )
+    # substituted values equal from host to host are shared too (Params._shared): what every host read so far
+    read = {(ip, k): copy.deepcopy(v) for ip, h in compiled.fleet.hosts.items() for k, v in h.params._cache.items()}
     render_targets(compiled, resolve_target(compiled.fleet, "all"))
     assert shared_reads > 0  # the sharing this guards is in effect
     assert dict(registry().defaults) == defaults_before
     assert all(blocks[key].data == data for key, data in before.items())
+    assert all(compiled.fleet.hosts[ip].params._cache[k] == v for (ip, k), v in read.items())
+
+
+def _sharing(*blocks: dict) -> list[Params]:
+    """One Params per block list, sharing one build's memos as the hosts of a fleet do (compiler/model.py)."""
+    literal: dict = {}
+    results: dict = {}
+    return [
+        Params(f"10.0.0.{i}", [VarsBlock(f"b{i}.{j}", b, "all") for j, b in enumerate(layers)], registry().defaults,
+               None, literal, results)
+        for i, layers in enumerate(blocks)
+    ]  # fmt: skip
+
+
+def test_what_no_placeholder_changes_is_handed_out_as_the_same_object():
+    rules = [{"user": "${dbsu}", "db": "all", "addr": "local", "auth": "ident"}, {"user": "${nobody}", "addr": "world"}]
+    unresolved = {"pg_default_hba_rules": [rules[1]], "pg_dbsu": "dba"}
+    p = params(unresolved)
+    assert p["pg_default_hba_rules"] is unresolved["pg_default_hba_rules"]  # `${nobody}` is the renderer's
+    shared = {"pg_default_hba_rules": rules}
+    a, b, c = _sharing([shared], [shared], [shared, {"pg_dbsu": "dba"}])
+    assert a["pg_default_hba_rules"] is b["pg_default_hba_rules"]  # equal results of one value: one object
+    assert a["pg_default_hba_rules"][0]["user"] == "postgres" and a["pg_default_hba_rules"][1] is rules[1]
+    assert c["pg_default_hba_rules"][0]["user"] == "dba"  # another dbsu: its own rules
+    assert c["pg_default_hba_rules"] is not a["pg_default_hba_rules"] and rules[0]["user"] == "${dbsu}"
+
+
+def test_an_hba_rule_object_is_judged_once(monkeypatch: pytest.MonkeyPatch):
+    """The default rules shared by a fleet are judged once, not per cluster and per host; a rule a placeholder
+    changed (another object) is judged afresh, and a bad rule's problems are reported every time it is asked."""
+    from sty.compiler.modules.pgsql import hba
+
+    judged: list[object] = []
+    real = hba._problems
+    monkeypatch.setattr(hba, "_problems", lambda rule, flavor: judged.append(rule) or real(rule, flavor))
+    good = {"user": "all", "db": "all", "addr": "intra", "auth": "pwd", "title": "sty-test-good"}
+    bad = {"user": "all", "db": "all", "addr": "intrnet", "auth": "pwd", "title": "sty-test-bad"}
+    for _ in range(3):
+        assert hba.rule_problems(good) == []
+        assert [sub for sub, _ in hba.rule_problems(bad)] == ["addr"]
+    assert judged == [good, bad]
+    assert hba.rule_problems(dict(good)) == [] and len(judged) == 3  # an equal copy is another object

@@ -28,10 +28,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 _SCRAM = re.compile(r"SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)")
@@ -111,7 +107,9 @@ def read_store(outdir: Path) -> dict[str, str]:
     except ValueError:
         data = None
     if data is None:  # a store written by an earlier sty, or by hand
-        data = yaml.load(text, Loader=_LOADER) or {}
+        import yaml  # here only: importing it costs 25 ms of every build that has nothing to do
+
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 

@@ -326,12 +326,32 @@ def rule_problems(rule: object, flavor: str = "postgres") -> list[tuple[str, str
     local, localhost, admin, infra, cluster, intra, world or a CIDR"). Empty when valid.
 
     The sub-path is relative to the rule ('' for the rule as a whole, 'rules[2]' for a raw line).
-    Never raises.
+    Never raises. A rule object already judged is not judged again (see _VERDICTS).
     """
+    key = (id(rule), flavor)
+    seen = _VERDICTS.get(key)
+    if seen is not None and seen[0] is rule:
+        return list(seen[1])
     try:
-        return _problems(rule, flavor)
+        problems = _problems(rule, flavor)
     except Exception as exc:  # noqa: BLE001 - a validator must report, not crash
-        return [("", f"hba rule could not be checked: {type(exc).__name__}: {exc}")]
+        problems = [("", f"hba rule could not be checked: {type(exc).__name__}: {exc}")]
+    if len(_VERDICTS) >= _VERDICTS_MAX:
+        _VERDICTS.clear()
+    _VERDICTS[key] = (rule, problems)
+    return list(problems)
+
+
+# Verdicts by rule object. Why by identity: every cluster's definition and every host's render check the default
+# rule lists (pg_default_hba_rules, pgb_default_hba_rules), and those are the very same objects for the whole fleet
+# (values without placeholders are handed out, not copied: compiler/resolve.py), so a fleet of 1200 clusters
+# judged its 19 default rules 23,000 times at compile time and again per host at render (their `${dbsu}` is the
+# renderer's placeholder, so substitution hands them out unchanged: Params.substitute). An inventory's values are
+# never modified (tests/test_resolve.py checks it on whole examples), the entry keeps its rule alive so that its id
+# is not reused, and a rule a placeholder changed is a new object, judged afresh. Keyed by content instead, the
+# key cost what the judgement did (canonical JSON, measured).
+_VERDICTS: dict[tuple[int, str], tuple[object, list[tuple[str, str]]]] = {}
+_VERDICTS_MAX = 65536
 
 
 # ---------------------------------------------------------------------------------------------------
