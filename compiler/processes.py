@@ -10,6 +10,7 @@ import gc
 import os
 import pickle
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
@@ -39,8 +40,10 @@ def in_two(items: Sequence[T], check: Callable[[Sequence[T]], object]) -> list:
     stat checks of a fleet's recorded files are system calls driven from Python, so threads would share one
     core (measured: slower than one thread). Returns both results, first half first. With one CPU, few items,
     or a child that failed, everything is checked here. `check` returning a false value for the first half
-    stops the child early and skips the second (a caller wanting both must return a true value)."""
-    if len(items) < SPLIT_FROM or len(os.sched_getaffinity(0)) < 2:
+    stops the child early and skips the second (a caller wanting both must return a true value). A process with
+    other threads running checks everything here: a fork copies their locks in whatever state they are (one held
+    by a thread hashing or writing would never be released in the child)."""
+    if len(items) < SPLIT_FROM or len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1:
         return [check(items)]
     half = len(items) // 2
     read_end, write_end = os.pipe()

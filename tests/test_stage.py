@@ -163,3 +163,25 @@ def test_a_check_split_over_two_processes_answers_as_one() -> None:
     answers = processes.in_two(items, lambda part: ("ok", len(part)) if os.getpid() == here else os._exit(3))
     assert answers == [("ok", 2500), ("ok", 2500)]  # the child died: its half was checked here
     assert processes.in_two(items[:10], lambda part: ("one", len(part))) == [("one", 10)]  # too few to split
+
+
+def test_a_process_with_other_threads_running_does_not_fork_to_split_a_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork copies the other threads' locks as they are (a store's PBKDF2 pool, a caller's own threads): with any
+    running, `in_two` checks everything in this process."""
+    import os
+    import threading
+
+    from sty.compiler import processes
+
+    def no_fork() -> int:
+        raise AssertionError("forked with another thread running")
+
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        monkeypatch.setattr(os, "fork", no_fork)
+        assert processes.in_two(list(range(5000)), lambda part: ("all", len(part))) == [("all", 5000)]
+    finally:
+        release.set()
+        other.join()
