@@ -252,9 +252,8 @@ class Params(Mapping[str, Any]):
 
     def substitute(self, value: Any, budget: _Budget | None = None, shape: SecretShape | None = None) -> Any:
         """`value` with its placeholders resolved; `shape` says which parts of it are secret. What no placeholder
-        changed is returned as the very same object, at any depth: a placeholder only the renderer knows (the
-        hba rules' `${dbsu}`) leaves the default rule lists shared by the whole fleet, so that what is judged
-        once per rule object (hba.rule_problems) is judged once, not once per host."""
+        changed is returned as the very same object, at any depth (a placeholder sty does not know stays as
+        written), so that `_shared` and the memos keyed by identity (hba.rule_problems) see one object."""
         budget = budget if budget is not None else _Budget(self, None)
         shape = shape or _PLAIN
         if isinstance(value, str):
