@@ -1,6 +1,6 @@
 """`sty build`: render targets, compare with outputs/, write what changed (`sty diff` is compiler/diff.py).
 
-Incremental: `.sty/<outdir>/state.json` remembers each host's input digest and the size and
+Incremental: `.sty/<outdir>/state.jsonl` (compiler/stamps.py) remembers each host's input digest and the size and
 mtime of the files written for it; a host whose inputs and files are unchanged is not rendered.
 The same record says which files sty wrote, and sty deletes nothing else (a manifest's `files`
 stands in for it when the state is gone, e.g. in a fresh clone of a repository with outputs/).
@@ -13,10 +13,9 @@ A host gone from the inventory keeps a retirement manifest (compiler/retire.py) 
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from .processes import in_two
 from .retire import retirement_tree
 from .secrets import PendingStore, begin_store, read_store, store_dir
 from .stage import Staged, commit, discard, render_one, stage_all, stage_files
-from .stamps import files_in_place, read_state
+from .stamps import EARLIER_FILES, STATE_FILE, HostStates, files_in_place, read_state, state_line
 from .writer import (
     TMP_SUFFIX,
     Found,
@@ -44,6 +43,7 @@ from .writer import (
     host_tree,
     locked,
     manifest_files,
+    open_private,
     write_private,
 )
 
@@ -99,15 +99,11 @@ def _check_secret_conflicts(compiled: Compiled, records: list[Staged], report: R
             seen.setdefault(name, (ip, value))
 
 
-def _state_path(outdir: Path) -> Path:
-    return store_dir(outdir) / "state.json"
-
-
 def unchanged_hosts(
     compiled: Compiled,
     outdir: Path,
     targets: list[str],
-    old_hosts: dict,
+    old_hosts: HostStates,
     same: Callable[[Path, str, dict], bool] | None = None,
 ) -> tuple[dict[str, str], set[str]]:
     """Each target's input digest, and the targets whose inputs and files are what the last build recorded
@@ -115,9 +111,7 @@ def unchanged_hosts(
     build and diff skip them."""
     code = code_digest()
     digests = {ip: input_digest(compiled.fleet.hosts[ip], compiled, code) for ip in targets}
-    candidates = [
-        ip for ip in targets if isinstance(old_hosts.get(ip), dict) and old_hosts[ip].get("inputs") == digests[ip]
-    ]
+    candidates = [ip for ip in targets if old_hosts.inputs(ip) == digests[ip]]
     if same is not None:  # the caller's test (it may note what it finds): in this process
         return digests, {ip for ip in candidates if same(outdir, ip, old_hosts[ip])}
 
@@ -181,7 +175,9 @@ def _only_leftovers(tree: Tree, names: list[str]) -> bool:
     return True
 
 
-def _retire_gone(tree: Tree, gone: list[str], old_hosts: dict) -> dict[str, tuple[dict[str, Found], set[str], dict]]:
+def _retire_gone(
+    tree: Tree, gone: list[str], old_hosts: Mapping[str, dict]
+) -> dict[str, tuple[dict[str, Found], set[str], dict]]:
     """Each host no longer produced: its files now, those sty recorded writing, and its retirement manifest (read
     before anything is written: a manifest that cannot be retired is refused)."""
     out = {}
@@ -239,9 +235,7 @@ def build(
         if state is None and outdir.is_dir():
             with Tree(outdir) as tree:
                 _refuse_foreign(tree)
-        old_hosts = (state or {}).get("hosts", {})
-        if not isinstance(old_hosts, dict):
-            old_hosts = {}
+        old_hosts = state if state is not None else HostStates()
         digests, skip = unchanged_hosts(compiled, outdir, targets, old_hosts)
         if not use_cache:
             skip = set()
@@ -297,7 +291,7 @@ def check_rendered(compiled: Compiled, records: list[Staged]) -> None:
 
 
 def _begin_secrets(
-    outdir: Path, records: list[Staged], skipped: list[str], old_hosts: dict, whole: bool
+    outdir: Path, records: list[Staged], skipped: list[str], old_hosts: HostStates, whole: bool
 ) -> PendingStore:
     """Fresh values for rendered hosts, previous ones for hosts skipped as unchanged. Begun before the files are
     put in place: a fleet's fresh SCRAM verifiers (4096 PBKDF2 rounds each, 1.3 s for a new 1000-host fleet)
@@ -305,7 +299,7 @@ def _begin_secrets(
     old_store = read_store(outdir)
     store: dict[str, str] = {} if whole else dict(old_store)
     for ip in skipped:
-        for name in old_hosts.get(ip, {}).get("secrets", []):
+        for name in old_hosts.meta(ip).get("secrets", []):
             if name in old_store:
                 store[name] = old_store[name]
     for record in records:
@@ -317,7 +311,7 @@ def _save_state(
     outdir: Path,
     records: list[Staged],
     skipped: list[str],
-    old_hosts: dict,
+    old_hosts: HostStates,
     digests: dict[str, str],
     stats: WriteStats,
     whole: bool,
@@ -326,39 +320,50 @@ def _save_state(
 ) -> None:
     """Record what this build put in place (the stamps of the files it wrote or found identical) and
     nothing else: a stamp taken later could describe another writer's file. A retired host's entry has no
-    input digest (it is never skipped as unchanged) and records its retirement manifest as sty's."""
-    new_hosts = {} if whole else dict(old_hosts)
+    input digest (it is never skipped as unchanged) and records its retirement manifest as sty's. A skipped
+    host's line is carried over as it was read."""
+    lines = {} if whole else old_hosts.lines()
     for ip, tree in retired.items():
-        new_hosts[ip] = {"retired": True, "files": {rel: stats.stamps[rel] for rel in sorted(tree)}}
+        lines[ip] = state_line(ip, {"retired": True, "files": {rel: stats.stamps[rel] for rel in sorted(tree)}})
     for ip in skipped:
-        new_hosts[ip] = old_hosts[ip]
+        lines[ip] = old_hosts.line(ip)
     for record in records:
-        new_hosts[record.ip] = {
+        entry = {
             "inputs": digests[record.ip],
             "files": {rel: stats.stamps[rel] for rel in sorted(record.files)},
             "secrets": sorted(record.secrets),
             "pins": record.pins,
         }
-    write_state(outdir, new_hosts, fleet)
+        lines[record.ip] = state_line(record.ip, entry)
+    write_state(outdir, lines, fleet)
 
 
-def write_state(outdir: Path, hosts: dict, fleet: dict[str, Any] | None = None) -> None:
-    """The incremental state, rewritten only when it changes (a no-op build touches nothing). `fleet` is the
-    whole-build record of compiler/noop.py, written beside it; any other write drops it (the fleet is no longer
-    known whole)."""
-    hosts = dict(sorted(hosts.items()))
-    text = json.dumps({"hosts": hosts}, sort_keys=True)
-    path = _state_path(outdir)
+def write_state(outdir: Path, lines: dict[str, str], fleet: dict[str, Any] | None = None) -> None:
+    """The incremental state, a line per host (`state_line`), rewritten only when it changes (a no-op build
+    touches nothing). `fleet` is the whole-build record of compiler/noop.py, written beside it; any other write
+    drops it (the fleet is no longer known whole). An earlier sty's record files are removed."""
+    store = store_dir(outdir)
+    data = "\n".join(lines[ip] for ip in sorted(lines)).encode()
     try:
-        same = path.is_file() and not path.is_symlink() and path.read_text() == text
-    except (OSError, UnicodeDecodeError):
+        fd = open_private(store, STATE_FILE, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as fh:
+            same = fh.read(len(data) + 1) == data
+    except (UsageError, OSError):
         same = False
     if not same:
-        write_private(store_dir(outdir), "state.json", text.encode())
-    noop.write_record(store_dir(outdir), hosts, fleet)
+        write_private(store, STATE_FILE, data)
+    for name in EARLIER_FILES:
+        try:
+            if stat.S_ISREG(os.lstat(store / name).st_mode):
+                os.unlink(store / name)
+        except OSError:
+            pass
+    noop.write_record(store, fleet)
 
 
-def refuse_pin_changes(compiled: Compiled, pinned: dict[str, dict[str, Any]], outdir: Path, old_hosts: dict) -> None:
+def refuse_pin_changes(
+    compiled: Compiled, pinned: dict[str, dict[str, Any]], outdir: Path, old_hosts: Mapping[str, dict]
+) -> None:
     """A rendered host whose pinned identity (PostgreSQL's major version) differs from what outputs/ holds is an
     error at the parameter that changed it: an upgrade is a procedure, not a rebuild."""
     report = Report()

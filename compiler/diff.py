@@ -11,6 +11,7 @@ compared, which is slower but just as correct.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from .build import check_rendered, refuse_pin_changes, unchanged_hosts
 from .pipeline import Compiled, resolve_target
 from .retire import IMPACT, retirement_tree, was_retired
 from .stage import Staged, in_workers, render_one
-from .stamps import files_in_place_listing, read_state
+from .stamps import HostStates, files_in_place_listing, read_state
 from .writer import Found, existing_hosts, host_contents, host_tree, manifest_files, unified
 
 # the identity a host's plan is collapsed under, first found wins: a PostgreSQL cluster, then the others
@@ -68,8 +69,7 @@ def diff(
     """What a build would change. A file sty did not write is not a change (a build leaves it where it is and
     apply never ships it): it is listed apart, so the reviewer knows it is not part of the bundle."""
     targets = resolve_target(compiled.fleet, target)
-    old_hosts = (read_state(outdir) or {}).get("hosts", {})
-    old_hosts = old_hosts if isinstance(old_hosts, dict) else {}
+    old_hosts = read_state(outdir) or HostStates()
     result = DiffResult(Plan())
     found: dict[str, list[str]] = {}  # foreign files of the hosts found unchanged
 
@@ -128,7 +128,7 @@ class HostDiff:
     status: str | None = None  # None: a change; "" a new host; RETURNS: a retired host back in the inventory
 
 
-def _compare(compiled: Compiled, outdir: Path, old_hosts: dict, ip: str) -> HostDiff:
+def _compare(compiled: Compiled, outdir: Path, old_hosts: Mapping[str, dict], ip: str) -> HostDiff:
     desired, record = render_one(compiled, ip)
     out = HostDiff(record)
     if record.error:
@@ -220,7 +220,7 @@ def group_of(identity: dict[str, Any]) -> str:
     return ""
 
 
-def _diff_gone(outdir: Path, ip: str, old_hosts: dict, result: DiffResult) -> None:
+def _diff_gone(outdir: Path, ip: str, old_hosts: Mapping[str, dict], result: DiffResult) -> None:
     """A host gone from the inventory: its bundle files go, its manifest becomes a retirement manifest."""
     found = host_tree(outdir, ip)
     current = {rel: f.content for rel, f in found.items()}
@@ -286,7 +286,7 @@ def _found(content: bytes) -> Found:
     return Found(content, len(content), 0)
 
 
-def _owned(ip: str, old_hosts: dict, current: dict[str, bytes]) -> set[str]:
+def _owned(ip: str, old_hosts: Mapping[str, dict], current: dict[str, bytes]) -> set[str]:
     """The files sty recorded writing for a host: the incremental state's record and the host's manifest."""
     recorded = old_hosts.get(ip, {}).get("files", {}) if isinstance(old_hosts.get(ip), dict) else {}
     manifest = current.get(f"{ip}.yml")

@@ -8,9 +8,9 @@ mtime (and the secret store too), a render would write exactly what is there: th
 problems and reports "nothing to do" without parsing, validating or modelling the fleet. For 1000 hosts that
 is the difference between about 0.4 s and 3 s.
 
-The record is `.sty/<outdir>/noop.json` with the stamps of the files it vouches for: state.json (any other
-writer of the state makes it stale), the secret store, and `stamps.jsonl`, one line per host with the size and
-mtime of each of its files, which two processes check half each.
+The record is `.sty/<outdir>/noop.json` with the stamps of the files it vouches for: the state
+(compiler/stamps.py; any other writer of the state makes it stale) and the secret store. The state's lines carry
+each host's files with their size and mtime, which two processes check half each, parsing only that field.
 
 Anything unexpected (no record, a file touched, an input unreadable or over the loader's limit, a host
 directory the state does not know) falls back to the full path, which explains what it finds.
@@ -29,6 +29,7 @@ from typing import Any
 
 from .errors import Problem, Report
 from .processes import collector_paused, in_two
+from .stamps import STATE_FILE
 
 MAX_FACTS = 100_000  # facts files hashed before the shortcut gives up (the full path reads only the hosts')
 
@@ -82,15 +83,13 @@ def record(fingerprint_: str, hosts: int, report: Report, store_file: Path) -> d
     }
 
 
-RECORD_FILE = "noop.json"  # the record, with the stamps of the two files below: what the shortcut reads
-STAMPS_FILE = "stamps.jsonl"  # a line per host: [address, [[file, size, mtime_ns], ...]]
+RECORD_FILE = "noop.json"  # the record, with the stamps of the state and the store: what the shortcut reads
 
 
-def write_record(store: Path, hosts: dict[str, Any], fleet: dict[str, Any] | None) -> None:
-    """After state.json is written: the shortcut's own files, so that a build with nothing to do reads a small
-    record and splits the stamps over two processes instead of parsing the whole state (42 MB, 1.1 s at 10,000
-    hosts) in one. The record carries state.json's stamp: any later write of the state (a limited build, a
-    retirement) makes it stale, and without `fleet` (not a whole build) it is removed."""
+def write_record(store: Path, fleet: dict[str, Any] | None) -> None:
+    """After the state is written: the shortcut's record, which carries the state's stamp, so that any later
+    write of the state (a limited build, a retirement) makes it stale; without `fleet` (not a whole build) it is
+    removed."""
     from .writer import write_private
 
     if fleet is None:
@@ -99,14 +98,7 @@ def write_record(store: Path, hosts: dict[str, Any], fleet: dict[str, Any] | Non
         except FileNotFoundError:
             pass
         return
-    lines = [
-        json.dumps([ip, [[rel, *stamp] for rel, stamp in entry.get("files", {}).items()]])
-        for ip, entry in hosts.items()
-    ]
-    stamps = "\n".join(lines).encode()
-    if _read(store / STAMPS_FILE) != stamps:
-        write_private(store, STAMPS_FILE, stamps)
-    doc = {**fleet, "state": _stamp(store / "state.json"), "stamps": _stamp(store / STAMPS_FILE)}
+    doc = {**fleet, "state": _stamp(store / STATE_FILE)}
     text = json.dumps(doc, sort_keys=True).encode()
     if _read(store / RECORD_FILE) != text:
         write_private(store, RECORD_FILE, text)
@@ -131,15 +123,16 @@ def settled(outdir: Path, fingerprint_: str | None, listing: bool = False) -> Se
     if not isinstance(fleet, dict) or fleet.get("fingerprint") != fingerprint_:
         return None
     if any(fleet.get(key) != _stamp(store / name) for key, name in _STAMPED):
-        return None  # the state, the stamps or the secret store was written since (or is not a regular file)
+        return None  # the state or the secret store was written since (or is not a regular file)
 
     def in_place(lines: Sequence[bytes]) -> tuple[dict[str, list[str]], list[str]] | bool:
         """False at the first host whose files are not what was recorded; else (foreign files, hosts seen)."""
         foreign: dict[str, list[str]] = {}
         seen: list[str] = []
         for line in lines:
-            ip, files = json.loads(line)
-            entry = {"files": {rel: [size, mtime] for rel, size, mtime in files}}
+            address, _, _, files = line.split(b"\t")
+            ip = address.decode()
+            entry = {"files": json.loads(files)}
             seen.append(ip)
             same = files_in_place_listing(outdir, ip, entry, foreign) if listing else files_in_place(outdir, entry)
             if not same:
@@ -149,7 +142,7 @@ def settled(outdir: Path, fingerprint_: str | None, listing: bool = False) -> Se
     try:
         report = Report([Problem(**p) for p in fleet.get("problems", [])])
         count = int(fleet["hosts"])
-        data = _read(store / STAMPS_FILE)
+        data = _read(store / STATE_FILE)
         lines = data.split(b"\n") if data else []
         with collector_paused():  # millions of small objects at 10,000 hosts: full collections would walk them
             halves = in_two(lines, in_place)  # one half of the hosts on each core
@@ -158,12 +151,12 @@ def settled(outdir: Path, fingerprint_: str | None, listing: bool = False) -> Se
         foreign = {ip: files for found, _ in halves for ip, files in found.items()}
         if not existing_hosts(outdir) <= {ip for _, seen in halves for ip in seen}:
             return None
-    except (TypeError, ValueError, KeyError, OSError):
+    except (TypeError, ValueError, KeyError, OSError, AttributeError):
         return None
     return Settled(count, report, {ip: sorted(files) for ip, files in foreign.items()})
 
 
-_STAMPED = (("state", "state.json"), ("stamps", STAMPS_FILE), ("store", "secrets.yml"))
+_STAMPED = (("state", STATE_FILE), ("store", "secrets.yml"))
 
 
 def _read(path: Path) -> bytes | None:

@@ -110,7 +110,7 @@ def forget(outdir: Path, ip: str, timeout: float) -> None:
                 )
             tree.remove(f"{ip}.yml")
         state = read_state(outdir)
-        hosts = (state or {}).get("hosts")
-        if isinstance(hosts, dict) and ip in hosts:
-            del hosts[ip]
-            write_state(outdir, hosts)
+        if state is not None and ip in state:
+            lines = state.lines()
+            del lines[ip]
+            write_state(outdir, lines)

@@ -18,7 +18,7 @@ import gc
 import multiprocessing
 import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -119,7 +119,9 @@ def stage_files(
     record.remove = sorted((set(current) - set(desired)) & owned)
 
 
-def stage_all(tree: Tree, compiled: Compiled, ips: list[str], old_hosts: dict, jobs: int | None = None) -> list[Staged]:
+def stage_all(
+    tree: Tree, compiled: Compiled, ips: list[str], old_hosts: Mapping[str, dict], jobs: int | None = None
+) -> list[Staged]:
     """Stage every host of `ips`, in `jobs` worker processes (default: the CPUs this process may use); the
     records come back in the order of `ips`. A worker's failure (a hostile entry, a full disk) is raised here as
     the worker raised it, after every host staged so far is discarded."""
@@ -206,7 +208,7 @@ def _worker(ips: list[str]) -> bytes:
     return pickle.dumps(_WORK(ips), pickle.HIGHEST_PROTOCOL)
 
 
-def _stage_chunk(tree: Tree, compiled: Compiled, ips: list[str], old_hosts: dict) -> list[Staged]:
+def _stage_chunk(tree: Tree, compiled: Compiled, ips: list[str], old_hosts: Mapping[str, dict]) -> list[Staged]:
     done: list[Staged] = []
     try:
         for ip in ips:

@@ -60,8 +60,9 @@ def test_a_second_build_says_what_the_full_path_says_without_compiling(work: Pat
     assert err == full.stderr and "warning:" in err  # the recorded problems, printed as the full path prints them
     record = json.loads((work / ".sty" / "outputs" / "noop.json").read_text())
     assert record["hosts"] == 4 and len(record["fingerprint"]) == 64
-    stamps = (work / ".sty" / "outputs" / "stamps.jsonl").read_text().splitlines()
-    assert [json.loads(line)[0] for line in stamps] == ["10.10.10.10", "10.10.10.11", "10.10.10.12", "10.10.10.13"]
+    lines = (work / ".sty" / "outputs" / "state.jsonl").read_text().splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["10.10.10.10", "10.10.10.11", "10.10.10.12", "10.10.10.13"]
+    assert not (work / ".sty" / "outputs" / "stamps.jsonl").exists()  # the stamps are the state's, kept once
 
 
 def test_a_diff_with_nothing_changed_answers_from_the_record(work: Path, compiles: list[int]) -> None:
@@ -269,7 +270,7 @@ def test_a_build_whose_files_cannot_be_put_in_place_leaves_the_store_as_it_was(
 def test_the_record_is_stale_once_anything_else_writes_the_state(
     work: Path, compiles: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The shortcut's record vouches for one state.json: a limited build (which rewrites the state without the
+    """The shortcut's record vouches for one state: a limited build (which rewrites the state without the
     whole fleet) removes it, and a state rewritten behind its back (its stamp changed) is not trusted. The stamps
     are checked half here, half in a forked child: a file edited in either half is found."""
     from sty.compiler import processes
@@ -280,12 +281,12 @@ def test_the_record_is_stale_once_anything_else_writes_the_state(
     assert not (store / "noop.json").exists()
     assert run("build")[0] == 0 and compiles == [1, 1]  # the full path, which records again
     assert run("build")[0] == 0 and compiles == [1, 1]
-    state = store / "state.json"
-    state.write_text(state.read_text() + " ")  # another writer: same hosts, new stamp
+    state = store / "state.jsonl"
+    state.write_text(state.read_text() + "\n")  # another writer: same hosts, new stamp
     assert run("build")[0] == 0 and compiles == [1, 1, 1]
-    for n, line in enumerate((store / "stamps.jsonl").read_text().splitlines()[::3]):  # the first and last host
-        _, files = json.loads(line)
-        target = work / "outputs" / files[-1][0]
+    for n, line in enumerate(state.read_text().splitlines()[::3]):  # the first and last host
+        files = json.loads(line.split("\t")[3])
+        target = work / "outputs" / sorted(files)[-1]
         target.write_text(target.read_text() + "# edited\n")
         assert run("build")[0] == 0 and len(compiles) == 4 + n  # found, and put back by the full path
         assert run("build")[0] == 0 and len(compiles) == 4 + n  # then nothing to do again

@@ -22,6 +22,7 @@ from sty.apply import remove as R
 from sty.apply.bundle import ApplyError, select_hosts
 from sty.apply.handlers import pgsql as PG
 from sty.apply.handlers import removal_hooks, remove_note
+from sty.compiler.stamps import read_state
 from sty.contract.manifest import Facts, FileEntry, Manifest, ManifestError, Ssh, Unit, discover, read_manifest
 
 GONE = "10.10.10.13"
@@ -76,7 +77,7 @@ def test_diff_says_the_host_is_retired_and_build_keeps_a_retirement_manifest(ret
     assert select_hosts(out, "pg-test") == ["10.10.10.11", "10.10.10.12"]
     for ip in ("10.10.10.10", "10.10.10.11", "10.10.10.12"):
         assert "retired" not in (out / f"{ip}.yml").read_text()
-    state = json.loads((retired / ".sty" / "outputs" / "state.json").read_text())["hosts"][GONE]
+    state = read_state(out)[GONE]
     assert state == {
         "retired": True,
         "files": {f"{GONE}.yml": [(out / f"{GONE}.yml").stat().st_size, state["files"][f"{GONE}.yml"][1]]},
@@ -131,7 +132,7 @@ def test_forget_drops_only_a_retired_host(retired: Path) -> None:
     assert (retired / "outputs" / "10.10.10.12.yml").is_file()
     run_sty("forget", GONE, cwd=retired, check_rc=0)
     assert not (retired / "outputs" / f"{GONE}.yml").exists()
-    assert GONE not in json.loads((retired / ".sty" / "outputs" / "state.json").read_text())["hosts"]
+    assert GONE not in read_state(retired / "outputs")
     said = run_sty("build", cwd=retired, check_rc=0).stdout
     assert re.search(r"0 file\(s\) written, 0 removed", said) and not (retired / "outputs" / f"{GONE}.yml").exists()
 

@@ -87,7 +87,7 @@ def test_the_leftovers_of_a_killed_first_build_are_sty_s_own(tmp_path: Path) -> 
     assert (leftover / "hosts").is_file()
     (tmp_path / "outputs" / "mine").mkdir()
     (tmp_path / "outputs" / "mine" / "notes.txt").write_text("not sty's\n")
-    (tmp_path / ".sty" / "outputs" / "state.json").unlink()
+    (tmp_path / ".sty" / "outputs" / "state.jsonl").unlink()
     os.remove(tmp_path / "outputs" / "10.10.10.11.yml")
     for manifest in (tmp_path / "outputs").glob("*.yml"):
         manifest.unlink()
