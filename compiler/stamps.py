@@ -105,17 +105,42 @@ def state_line(ip: str, entry: dict[str, Any]) -> str:
 
 
 def read_state(outdir: Path) -> HostStates | None:
-    """The incremental state: empty when unreadable, None when there is none (sty never built here)."""
+    """The incremental state: empty when unreadable, None when there is none (sty never built here). An earlier
+    sty's `state.json` is read when there are no lines yet: without it, the first build after an upgrade would
+    parse every committed manifest to learn which files sty wrote (twice the time of a full build)."""
+    store = store_dir(outdir)
     try:
-        fd = open_private(store_dir(outdir), STATE_FILE, os.O_RDONLY)
+        fd = open_private(store, STATE_FILE, os.O_RDONLY)
+    except UnsafeTree:
+        raise
+    except UsageError:
+        return _earlier_state(store)
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            return HostStates.parse(fh.read().decode())
+    except (OSError, UnicodeDecodeError):
+        return HostStates()
+
+
+def _earlier_state(store: Path) -> HostStates | None:
+    """`state.json` as sty wrote it until 2026-11-30 (`{"hosts": {address: entry}}`), as lines."""
+    try:
+        fd = open_private(store, EARLIER_FILES[0], os.O_RDONLY)
     except UnsafeTree:
         raise
     except UsageError:
         return None
     try:
         with os.fdopen(fd, "rb") as fh:
-            return HostStates.parse(fh.read().decode())
-    except (OSError, UnicodeDecodeError):
+            hosts = json.loads(fh.read()).get("hosts")
+        return HostStates(
+            {
+                ip: state_line(ip, e)
+                for ip, e in hosts.items()
+                if isinstance(e, dict) and "\t" not in ip and "\n" not in ip
+            }
+        )
+    except (OSError, ValueError, AttributeError, TypeError):
         return HostStates()
 
 

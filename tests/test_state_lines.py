@@ -85,3 +85,18 @@ def test_an_earlier_stys_record_files_are_removed_when_the_state_is_written(buil
     build("--no-cache")  # as after an upgrade of sty: the full path, which writes the state
     assert not (store / "state.json").exists() and not (store / "stamps.jsonl").exists()
     assert (store / "mine.json").exists()
+
+
+def test_the_state_an_earlier_sty_wrote_is_read_once_and_replaced(built: Path) -> None:
+    """After an upgrade, the hosts the earlier `state.json` knows are skipped as before (without it every
+    committed manifest would be parsed to learn what sty wrote); the build then writes the lines."""
+    import json
+
+    hosts = read_state(Path("outputs"))
+    earlier = {"hosts": {ip: hosts[ip] for ip in hosts}}
+    (built.parent / "state.json").write_text(json.dumps(earlier))
+    built.unlink()
+    assert read_state(Path("outputs"))["10.10.10.11"] == earlier["hosts"]["10.10.10.11"]
+    assert build().startswith("4 host(s): 0 rendered, 4 unchanged inputs; 0 file(s) written")
+    assert built.is_file() and not (built.parent / "state.json").exists()
+    assert dict(read_state(Path("outputs"))) == earlier["hosts"]
