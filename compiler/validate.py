@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import PUBLISHED_SECRET, UNKNOWN, Report, join_path
 from .loader import Inventory, VarsBlock
+from .quick_schema import surely_valid
 from .schema import ParamSpec, Registry, humanize, iter_unknown_names, iter_value_errors, strict_validator
 
 # Ansible's own connection and behaviour variables are legal anywhere and not ours to check.
@@ -21,6 +22,8 @@ def validate_shape(data: Any, reg: Registry, report: Report) -> None:
     """The inventory's structure (all / children / hosts / vars) against schemas/inventory.json."""
     doc = reg.documents.get("inventory")
     if doc is None:
+        return
+    if surely_valid(doc, data, doc):  # jsonschema, which writes the messages, is asked only when not sure
         return
     validator = strict_validator(doc)
     if validator.is_valid(data):

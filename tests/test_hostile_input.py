@@ -136,6 +136,32 @@ def test_recursive_alias_and_deep_nesting_are_refused(tmp_path):
     assert_refused(check_text(tmp_path, with_all_vars(deep)), 2, "inv.yml")
 
 
+@pytest.mark.parametrize("anchored", [False, True])
+def test_the_depth_limit_is_the_same_with_and_without_anchors(tmp_path, anchored):
+    """A document with no `&` is measured by the tree walk, any other by the alias-aware one: the same limit."""
+    anchor = "x-a: &a 1\n" if anchored else ""
+
+    def nested(levels: int) -> Any:  # the document, all and vars are three levels, the innermost item one
+        brackets = levels - 4
+        return check_text(tmp_path, with_all_vars(anchor + "deep: " + "[" * brackets + "1" + "]" * brackets))
+
+    assert "nested deeper than 64 levels" in assert_refused(nested(loader.MAX_DEPTH + 1), 2, "inv.yml:")
+    assert "nested deeper" not in nested(loader.MAX_DEPTH).stderr
+
+
+def test_an_inventory_with_too_many_values_and_no_alias_is_refused(tmp_path):
+    many = "many: [" + ",".join(["0"] * loader.MAX_VALUES) + "]"
+    stderr = assert_refused(check_text(tmp_path, with_all_vars(many)), 2, "inv.yml:")
+    assert f"more than {loader.MAX_VALUES:,} values" in stderr
+
+
+def test_the_tree_walk_and_the_alias_aware_walk_agree_on_a_real_inventory():
+    """The shipped inventory has no `&`: both walks accept it and find nothing shared."""
+    assert "&" not in SHIPPED_TEXT
+    node = yaml.compose(SHIPPED_TEXT, Loader=yaml.SafeLoader)
+    assert loader._measure(node, "x") == loader._measure_tree(node, "x") == set()
+
+
 def test_a_file_over_the_size_limit_is_refused_without_reading_it_all(tmp_path):
     (tmp_path / "inv.yml").write_text(SHIPPED_TEXT + "#" * (loader.MAX_BYTES + 10))
     stderr = assert_refused(invoke("check", "-i", "inv.yml", cwd=tmp_path), 2, "inv.yml: the file is larger than")
