@@ -18,6 +18,8 @@ from .render import RenderError
 from .secrets import pick
 from .writer import unsafe_path
 
+CA_CERT_PATH = "/etc/pki/ca.crt"  # where every host finds the fleet CA (Pigsty's path); compiler/ca.py signs it
+
 __all__ = [
     "ACTIONS",
     "DAEMON_RELOAD",

@@ -32,12 +32,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sty.contract.manifest import Certificate, Manifest
 
+from .bundle import CA_CERT_PATH
 from .secrets import store_dir
 
 DEFAULT_CN = "pigsty-ca"  # Pigsty's ca_cn
 DEFAULT_VALIDITY = "7300d"  # Pigsty's cert_validity
 RENEW_BEFORE = dt.timedelta(days=30)
-CA_CERT_PATH = "/etc/pki/ca.crt"  # where every host finds the fleet CA (Pigsty's path)
 USAGES = {
     "server": (ExtendedKeyUsageOID.SERVER_AUTH,),
     "client": (ExtendedKeyUsageOID.CLIENT_AUTH,),

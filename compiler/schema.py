@@ -16,6 +16,7 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 from .paths import CODE, SCHEMAS, code_digest  # noqa: F401 (code_digest: its old home)
+from .quick_schema import surely_valid
 from .resolve import SecretShape
 
 
@@ -60,13 +61,18 @@ class ParamSpec:
         return " or ".join(t) if isinstance(t, list) else str(t)
 
     @cached_property
-    def validator(self):
-        """A strict validator over the hardened schema (see `harden`): the registry keeps the schema as written,
-        for `sty explain` and defaults."""
+    def checked_schema(self) -> dict[str, Any]:
+        """The hardened schema (see `harden`) values are checked against: the registry keeps the schema as
+        written, for `sty explain` and defaults."""
         schema = harden(self.schema, self.name)
         if self.defs:
             schema["$defs"] = _hardened_defs(self.module, self.defs)
-        return strict_validator(schema)
+        return schema
+
+    @cached_property
+    def validator(self):
+        """A strict validator over `checked_schema`."""
+        return strict_validator(self.checked_schema)
 
 
 @dataclass
@@ -375,6 +381,9 @@ def iter_value_errors(spec: ParamSpec, value: Any):
     from .secrets import secret_problems, touches_secret
 
     yield from secret_problems(spec, value)
+    schema = spec.checked_schema
+    if surely_valid(schema, value, schema):  # jsonschema (imported only then) writes the messages
+        return
     validator = spec.validator
     if validator.is_valid(value):
         return

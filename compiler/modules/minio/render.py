@@ -5,8 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from ...bundle import DAEMON_RELOAD, Action, Certificate, Directory, FileSpec, HostBundle, restart
-from ...ca import CA_CERT_PATH
+from ...bundle import CA_CERT_PATH, DAEMON_RELOAD, Action, Certificate, Directory, FileSpec, HostBundle, restart
 from ...model import Host
 from ...render import RenderError, one_line, render, to_json
 from .model import (

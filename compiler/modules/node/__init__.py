@@ -10,8 +10,7 @@ the board by `publish`; the log sources they hand to vector arrive through the c
 
 from __future__ import annotations
 
-from ...bundle import Directory, HostBundle, OsUser
-from ...ca import CA_CERT_PATH
+from ...bundle import CA_CERT_PATH, Directory, HostBundle, OsUser
 from ...contrib import module_alert_rules
 from ...errors import Report
 from ...logs import VECTOR_CONFIG, LogSource, contribute_logs, log_sources

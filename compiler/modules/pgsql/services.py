@@ -34,8 +34,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from ...bundle import FileSpec, HostBundle, Port, reload
-from ...ca import CA_CERT_PATH
+from ...bundle import CA_CERT_PATH, FileSpec, HostBundle, Port, reload
 from ...errors import Report, join_path
 from ...model import Fleet
 from ...render import render
