@@ -24,6 +24,7 @@ from sty.contract.exits import UsageError
 from sty.contract.manifest import MAX_MANIFEST_BYTES
 
 from . import noop
+from .early_stamps import EarlyCheck
 from .errors import InventoryError, Report
 from .modules import all_modules
 from .paths import code_digest
@@ -105,15 +106,19 @@ def unchanged_hosts(
     targets: list[str],
     old_hosts: HostStates,
     same: Callable[[Path, str, dict], bool] | None = None,
+    prechecked: set[str] | None = None,
 ) -> tuple[dict[str, str], set[str]]:
     """Each target's input digest, and the targets whose inputs and files are what the last build recorded
-    (`same(outdir, ip, entry)`, by default the recorded stamps): their outputs are what a render would write, so
-    build and diff skip them."""
+    (`same(outdir, ip, entry)`, by default the recorded stamps, or `prechecked`: the hosts whose stamps a check
+    begun before the compile found in place): their outputs are what a render would write, so build and diff
+    skip them."""
     code = code_digest()
     digests = {ip: input_digest(compiled.fleet.hosts[ip], compiled, code) for ip in targets}
     candidates = [ip for ip in targets if old_hosts.inputs(ip) == digests[ip]]
     if same is not None:  # the caller's test (it may note what it finds): in this process
         return digests, {ip for ip in candidates if same(outdir, ip, old_hosts[ip])}
+    if prechecked is not None:
+        return digests, {ip for ip in candidates if ip in prechecked}
 
     def in_place(ips: Sequence[str]) -> tuple[str, list[str]]:  # never false: both halves are wanted
         return "checked", [ip for ip in ips if files_in_place(outdir, old_hosts[ip])]
@@ -223,10 +228,11 @@ def build(
     allow_upgrade: bool = False,
     fingerprint: str | None = None,
     jobs: int | None = None,
+    early: EarlyCheck | None = None,
 ) -> BuildResult:
     """Render what changed and write it, holding the output directory's lock throughout. A whole build given
     its inputs' `fingerprint` (compiler/noop.py) records it, so that the next build of the same inputs can
-    skip everything."""
+    skip everything. `early` is the stamp check begun before the compile (compiler/early_stamps.py)."""
     targets = resolve_target(compiled.fleet, target)
     whole = target in (None, "", "all")
     check_output_dir(outdir, compiled.fleet.inventory.source)
@@ -236,9 +242,11 @@ def build(
             with Tree(outdir) as tree:
                 _refuse_foreign(tree)
         old_hosts = state if state is not None else HostStates()
-        digests, skip = unchanged_hosts(compiled, outdir, targets, old_hosts)
         if not use_cache:
-            skip = set()
+            prechecked: set[str] | None = set()  # every host is rendered: no stamp is worth checking
+        else:
+            prechecked = early.hosts_in_place(outdir) if early is not None else None
+        digests, skip = unchanged_hosts(compiled, outdir, targets, old_hosts, prechecked=prechecked)
         fresh = not outdir.exists()
         with Tree(outdir) as tree:
             gone = sorted(existing_hosts(outdir) - set(compiled.fleet.hosts)) if whole else []

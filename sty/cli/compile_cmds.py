@@ -65,10 +65,12 @@ def build(inventory, outdir, facts_dir, strict, target, no_cache, quiet, jobs, a
                 "0 file(s) written, 0 removed, 0 unchanged"
             )
         return
+    from sty.compiler import early_stamps
     from sty.compiler.build import build as run_build
 
-    compiled = compile_inventory(inventory, facts_dir, strict)
+    early = None if no_cache else early_stamps.start(Path(outdir))  # on the other core, while this one compiles
     try:
+        compiled = compile_inventory(inventory, facts_dir, strict)
         result = run_build(
             compiled,
             Path(outdir),
@@ -77,6 +79,7 @@ def build(inventory, outdir, facts_dir, strict, target, no_cache, quiet, jobs, a
             allow_upgrade=allow_upgrade,
             fingerprint=fp,
             jobs=jobs,
+            early=early,
         )
     except UsageError as exc:
         fail_refused(exc)
@@ -85,6 +88,9 @@ def build(inventory, outdir, facts_dir, strict, target, no_cache, quiet, jobs, a
     except InventoryError as exc:
         print_report(exc.report)
         sys.exit(Exit.INVALID)
+    finally:
+        if early is not None:
+            early.close()
     if not quiet:
         s = result.stats
         click.echo(
