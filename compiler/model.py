@@ -136,7 +136,7 @@ def build_hosts(inv: Inventory, reg: Registry, facts_dir: Path | None, report: R
     secret_shapes = reg.secret_shapes
     digests: dict[int, str] = {}
     literal: dict[int, tuple[Any, bool]] = {}  # Params' shared memo of placeholder-free values
-    results: dict[int, tuple[Any, list[Any]]] = {}  # and of the values substitution made (Params._shared)
+    results: dict[int, Any] = {}  # and of what substitution made of them (Params._substituted)
 
     def digest(block) -> str:
         key = id(block)

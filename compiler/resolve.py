@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InventoryError, Report, join_path
@@ -101,7 +101,7 @@ class Params(Mapping[str, Any]):
         defaults: Mapping[str, Any],
         secrets: Mapping[str, SecretShape] | None = None,
         literal: dict[int, tuple[Any, bool]] | None = None,
-        results: dict[int, tuple[Any, list[Any]]] | None = None,
+        results: dict[int, Any] | None = None,
     ):
         self.ip = ip
         self.layers = layers
@@ -153,26 +153,50 @@ class Params(Mapping[str, Any]):
                 raise KeyError(key)
             value = self.defaults[key]
         if not self._is_literal(value):
-            value = self._shared(value, self.substitute(value, _Budget(self, key), self.secrets.get(key)))
+            value = self._substituted(key, value)
         self._cache[key] = value
         return value
 
-    def _shared(self, raw: Any, value: Any) -> Any:
+    def _substituted(self, key: str, raw: Any) -> Any:
+        """`raw` read as `key`, its placeholders resolved: what an earlier host got when its placeholders expand
+        to the same text here (substitution is a function of the value, of the parameter holding it and of those
+        expansions), else substituted afresh and shared (`_shared`). The default hba rules, substituted for every
+        cluster's checks and every host's render, were a tenth of a 4000-host compile."""
+        entry = self._results.get(id(raw))
+        if entry is None or entry.raw is not raw:  # the value is kept alive beside its results: ids stay unique
+            entry = self._results[id(raw)] = _Outcomes(raw, _placeholder_names(raw))
+        inputs = self._expansions(entry.names)
+        memo = (key, inputs) if inputs is not None else None
+        if memo is not None and memo in entry.by_inputs:
+            return entry.by_inputs[memo]
+        value = self._shared(entry, self.substitute(raw, _Budget(self, key), self.secrets.get(key)))
+        if memo is not None and len(entry.by_inputs) < 64:  # a value naming the host (`${ip}`) is not kept per host
+            entry.by_inputs[memo] = value
+        return value
+
+    def _expansions(self, names: tuple[str, ...]) -> tuple[str | None, ...] | None:
+        """What each placeholder name expands to on this host; None when one cannot be expanded quietly (a
+        placeholder bomb): the substitution itself then says why."""
+        probe = _Budget(self, None)
+        probe.secret = True  # no refusal while probing: the substitution, run once per distinct inputs, refuses
+        try:
+            return tuple(self.placeholder(name, 0, probe) for name in names)
+        except InventoryError:
+            return None
+
+    @staticmethod
+    def _shared(entry: _Outcomes, value: Any) -> Any:
         """A list or mapping substitution made equal to one an earlier host got from the same inventory value is
         that earlier object: the default hba rules' `${dbsu}` becomes `postgres` on every host of a fleet, and one
         shared set of rule objects is judged once (hba.rule_problems) instead of once per cluster and per host.
         Equal is exact here: two results of one value differ only in the strings substitution made."""
         if type(value) is not list and type(value) is not dict:
             return value
-        entry = self._results.get(id(raw))
-        if entry is None or entry[0] is not raw:
-            self._results[id(raw)] = (raw, [value])  # the value is kept alive beside its results: ids stay unique
-            return value
-        for seen in entry[1]:
+        for seen in entry.values:
             if seen == value:
                 return seen
-        if len(entry[1]) < 8:  # a value that differs on every host (one naming the host) is not kept per host
-            entry[1].append(value)
+        if len(entry.values) < 8:  # a value that differs on every host (one naming the host) is not kept per host
+            entry.values.append(value)
         return value
 
     def _is_literal(self, value: Any) -> bool:
@@ -273,6 +297,33 @@ class Params(Mapping[str, Any]):
 
 _PLAIN = SecretShape()
 _SECRET = SecretShape(whole=True)
+
+
+@dataclass
+class _Outcomes:
+    """What substitution made of one inventory value (or default) for the hosts of a build, which share this
+    record: the value itself (kept alive, so that its id stays its own), the placeholder names it holds, the
+    distinct results (`Params._shared`) and the result for each parameter and set of expansions."""
+
+    raw: Any
+    names: tuple[str, ...]
+    values: list[Any] = field(default_factory=list)
+    by_inputs: dict[tuple[str, tuple[str | None, ...]], Any] = field(default_factory=dict)
+
+
+def _placeholder_names(value: Any) -> tuple[str, ...]:
+    """Every `${name}` in a value's strings, at any depth, each once, in order."""
+    found: dict[str, None] = {}
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.update(dict.fromkeys(PLACEHOLDER.findall(item)))
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return tuple(found)
 
 
 def _holds_placeholder(value: Any) -> bool:

@@ -463,3 +463,47 @@ def test_an_hba_rule_object_is_judged_once(monkeypatch: pytest.MonkeyPatch):
         assert [sub for sub, _ in hba.rule_problems(bad)] == ["addr"]
     assert judged == [good, bad]
     assert hba.rule_problems(dict(good)) == [] and len(judged) == 3  # an equal copy is another object
+
+
+def test_a_value_is_substituted_once_for_hosts_whose_placeholders_expand_alike(monkeypatch: pytest.MonkeyPatch):
+    """Substitution is a function of the value, the parameter and what its placeholders expand to: hosts that
+    agree on those get the first result without substituting again; a host whose `${dbsu}` differs, or a value
+    naming the host itself (`${ip}`), is substituted for that host."""
+    calls: list[str] = []
+    real = Params.substitute
+
+    rules = [{"user": "${dbsu}", "db": "all", "addr": "local", "auth": "ident"}]
+
+    def counted(self, value, *args, **kwargs):
+        if value is rules:  # the whole list; its items are substituted by recursion
+            calls.append(self.ip)
+        return real(self, value, *args, **kwargs)
+
+    monkeypatch.setattr(Params, "substitute", counted)
+    shared = {"pg_default_hba_rules": rules, "pg_cluster": "pg-${dbsu}-x"}
+    a, b, c, d = _sharing([shared], [shared], [shared, {"pg_dbsu": "dba"}], [shared])
+    first = a["pg_default_hba_rules"]
+    assert b["pg_default_hba_rules"] is first and d["pg_default_hba_rules"] is first
+    assert c["pg_default_hba_rules"][0]["user"] == "dba"
+    assert calls == ["10.0.0.0", "10.0.0.2"]  # b and d took a's result
+    assert [p["pg_cluster"] for p in (a, b, c)] == ["pg-postgres-x", "pg-postgres-x", "pg-dba-x"]
+    named = {"pg_cluster": "pg-${ip}"}
+    e, f = _sharing([named], [named])
+    assert (e["pg_cluster"], f["pg_cluster"]) == ("pg-10.0.0.0", "pg-10.0.0.1")
+
+
+def test_a_secret_placeholder_is_refused_for_every_host_that_reads_it():
+    """The refusal is not memoised away: the second host reading the value is refused as the first was."""
+    from sty.compiler.errors import InventoryError
+    from sty.compiler.schema import registry as reg
+
+    leaky = {"pg_cluster": "pg-${pg_admin_password}"}
+    shared: dict = {}
+    literal: dict = {}
+    hosts = [
+        Params(f"10.0.0.{i}", [VarsBlock(f"b{i}", leaky, "all")], reg().defaults, reg().secret_shapes, literal, shared)
+        for i in range(2)
+    ]
+    for p in hosts:
+        with pytest.raises(InventoryError, match="names a secret parameter"):
+            p["pg_cluster"]
