@@ -59,12 +59,77 @@ def _selector(expr: str):
 
 
 def select(expr: str | None, members: list[PgInstance]) -> list[PgInstance]:
+    """The members a JMESPath selector picks (Pigsty selects over hostvars). The same selector over members that
+    agree on every field it reads picks the same positions, so a selector made of filters and comparisons is
+    evaluated once per distinct set of those values (JMESPath's interpreter was a tenth of a 4000-host check)."""
     if not expr:
         return []
+    key = _selection_key(expr, members)
+    if key is not None and key in _SELECTED:
+        return [members[i] for i in _SELECTED[key]]
     views = [m.selector_view for m in members]
     chosen = _selector(expr).search(views) or []
     names = {v.get("inventory_hostname") for v in chosen if isinstance(v, dict)}
-    return [m for m in members if m.host.ip in names]
+    picked = [i for i, m in enumerate(members) if m.host.ip in names]
+    if key is not None and len(_SELECTED) < 4096:
+        _SELECTED[key] = tuple(picked)
+    return [members[i] for i in picked]
+
+
+_SELECTED: dict[tuple[Any, ...], tuple[int, ...]] = {}
+# the expressions whose result depends on the values of the fields they name and nothing else: filters,
+# comparisons, boolean operators and literals over the list of members (no sub-expression, index or function)
+_PURE_NODES = frozenset(
+    {
+        "projection",
+        "flatten",
+        "identity",
+        "current",
+        "filter_projection",
+        "comparator",
+        "field",
+        "literal",
+        "and_expression",
+        "or_expression",
+        "not_expression",
+    }
+)
+_SCALARS = (str, int, bool, float, type(None))
+
+
+@cache
+def _fields_read(expr: str) -> tuple[str, ...] | None:
+    """The member fields a selector reads, when it is made only of `_PURE_NODES` and does not name a member
+    (`inventory_hostname`); None otherwise (never memoised)."""
+    fields: set[str] = set()
+    stack = [_selector(expr).parsed]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict) or node.get("type") not in _PURE_NODES:
+            return None
+        if node["type"] == "field":
+            if node.get("value") == "inventory_hostname":
+                return None
+            fields.add(str(node.get("value")))
+        stack.extend(node.get("children") or [])
+    return tuple(sorted(fields))
+
+
+def _selection_key(expr: str, members: list[PgInstance]) -> tuple[Any, ...] | None:
+    """(selector, each member's (type, value) of each field it reads); None when a value is not a scalar (a
+    list or mapping could name a member) or the selector is not pure. Types are part of the key: JMESPath tells
+    `true` from `1`, which Python's equality does not."""
+    fields = _fields_read(expr)
+    if fields is None:
+        return None
+    rows = []
+    for m in members:
+        view = m.selector_view
+        row = tuple((type(v), v) for v in (view.get(f) for f in fields))
+        if not all(isinstance(v, _SCALARS) for _, v in row):
+            return None
+        rows.append(row)
+    return (expr, tuple(rows))
 
 
 def _valid_dest(dest: Any) -> bool:
