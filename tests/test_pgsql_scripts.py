@@ -7,6 +7,7 @@ from __future__ import annotations
 import getpass
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,7 @@ name=${0##*/}
 state() { cat "$STUB/$1" 2>/dev/null || echo "$2"; }
 case $name in
   psql)
-    [[ -e $STUB/down ]] && exit 2
+    [[ -e $STUB/down || -e $STUB/starting || -e $STUB/dies ]] && exit 2
     sql="$*"
     if [[ " $* " != *" -c "* ]]; then sql=$(cat); printf '%s\n' "$sql" >>"$STUB/calls"; fi
     case $sql in
@@ -158,9 +159,16 @@ case $name in
     esac ;;
   pg_ctl)
     case $1 in
-      status) [[ -e $STUB/running ]] ;;
+      status)
+        if [[ -e $STUB/starting ]]; then  # a postmaster that has not written its pid file yet
+          left=$(cat "$STUB/starting")
+          if ((left > 0)); then echo $((left - 1)) >"$STUB/starting"; exit 3; fi
+          rm "$STUB/starting"
+          [[ -e $STUB/dies ]] || touch "$STUB/running"
+        fi
+        [[ -e $STUB/running ]] ;;
       stop) rm -f "$STUB/running" ;;
-      start) touch "$STUB/running" ;;
+      start) if [[ -e $STUB/slow_start ]]; then state slow_start 1 >"$STUB/starting"; else touch "$STUB/running"; fi ;;
     esac ;;
   pgbackrest) exit "$(state pgbackrest_rc 0)" ;;
   patronictl) if [[ $* == *" list "* ]]; then cat "$STUB/members"; fi ;;
@@ -372,6 +380,23 @@ def test_pg_pitr_restores_the_primary_with_patroni_paused(sandbox):
     )
     assert "still running: pg-test-2" in out.stderr
     assert "recovery is paused at the target" in out.stdout
+
+
+def test_pg_pitr_waits_for_a_server_that_is_still_starting(sandbox):
+    """`pg_ctl start -W` returns before the postmaster writes its pid file: a server not up yet is not down (CI
+    once saw pg-pitr give up within the second it started PostgreSQL). One that never comes up is given up on."""
+    box = sandbox()
+    box.set(members=members("pg-test-1\t\tLeader\trunning\t1"), running="", patroni_active="", slow_start="1")
+    out = box.run("pg-pitr", "-t", TIME, "--yes")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "recovery is paused at the target" in out.stdout
+    box = sandbox()
+    box.set(members=members("pg-test-1\t\tLeader\trunning\t1"), running="", patroni_active="", slow_start="1")
+    box.set(dies="")
+    started = time.monotonic()
+    out = box.run("pg-pitr", "-t", TIME, "--yes", "--timeout", "4")
+    assert out.returncode == 1 and "PostgreSQL stopped before reaching the target" in out.stderr
+    assert 4 <= time.monotonic() - started < 30  # after the grace (capped by --timeout), not at once
 
 
 def test_pg_pitr_refuses_to_restore_beside_another_leader(sandbox):
