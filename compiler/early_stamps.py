@@ -16,15 +16,13 @@ from __future__ import annotations
 import os
 import signal
 import stat
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from sty.contract.store import store_dir
 
+from . import processes
 from .stamps import STATE_FILE, HostStates, files_in_place
-
-_MIN_HOSTS = 256  # below this a fork (10 ms and more) costs what it saves: the build checks the stamps itself
 
 
 @dataclass
@@ -69,9 +67,9 @@ class EarlyCheck:
 
 def start(outdir: Path) -> EarlyCheck | None:
     """Fork the child that checks the stamps of every host in the state; None (nothing started) without a
-    state, for a small fleet, on one CPU, or with other threads running (a fork copies their locks as they are)."""
+    state, or when a fork does not pay (`processes.fork_pays`: a small fleet, one CPU, other threads running)."""
     path = store_dir(outdir) / STATE_FILE
-    if len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1:
+    if not processes.fork_pays(processes.SPLIT_FROM):  # the cheap part of the rule, before reading the state
         return None
     try:  # never through a link, never creating the store (the build does that, under its lock)
         if path.parent.is_symlink() or path.parent.parent.is_symlink():
@@ -87,7 +85,7 @@ def start(outdir: Path) -> EarlyCheck | None:
             text = handle.read()
     finally:
         os.close(fd)
-    if text.count(b"\n") + 1 < _MIN_HOSTS:
+    if not processes.fork_pays(text.count(b"\n") + 1):
         return None
     read_end, write_end = os.pipe()
     pid = os.fork()

@@ -35,6 +35,13 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def fork_pays(hosts: int) -> bool:
+    """Whether checking `hosts` hosts' records in a forked child is worth it and safe: enough of them (a fork costs
+    10 ms and more), a second CPU, and no other thread running (a fork copies their locks in whatever state they
+    are: one held by a thread hashing or writing would never be released in the child)."""
+    return hosts >= SPLIT_FROM and len(os.sched_getaffinity(0)) >= 2 and threading.active_count() == 1
+
+
 def in_two(items: Sequence[T], check: Callable[[Sequence[T]], object]) -> list:
     """`check` of the first half of `items` here and of the second half in a forked child, on two cores: the
     stat checks of a fleet's recorded files are system calls driven from Python, so threads would share one
@@ -43,7 +50,7 @@ def in_two(items: Sequence[T], check: Callable[[Sequence[T]], object]) -> list:
     stops the child early and skips the second (a caller wanting both must return a true value). A process with
     other threads running checks everything here: a fork copies their locks in whatever state they are (one held
     by a thread hashing or writing would never be released in the child)."""
-    if len(items) < SPLIT_FROM or len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1:
+    if not fork_pays(len(items)):
         return [check(items)]
     half = len(items) // 2
     read_end, write_end = os.pipe()

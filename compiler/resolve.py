@@ -312,7 +312,7 @@ class _Outcomes:
 
 
 def _placeholder_names(value: Any) -> tuple[str, ...]:
-    """Every `${name}` in a value's strings, at any depth, each once, in order."""
+    """Every `${name}` in a value's strings, at any depth, each once (in an order fixed by the value)."""
     found: dict[str, None] = {}
     stack = [value]
     while stack:

@@ -14,7 +14,7 @@ from conftest import SHIPPED
 
 from sty.cli import main
 from sty.compiler import build as build_module
-from sty.compiler import early_stamps
+from sty.compiler import early_stamps, processes
 from sty.compiler.stamps import files_in_place, read_state
 
 HOSTS = ["10.10.10.10", "10.10.10.11", "10.10.10.12", "10.10.10.13"]
@@ -25,7 +25,7 @@ def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The shipped inventory built, and the early check allowed for its four hosts."""
     shutil.copy(SHIPPED, tmp_path / "pigsty.yml")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(early_stamps, "_MIN_HOSTS", 1)
+    monkeypatch.setattr(processes, "SPLIT_FROM", 1)
     assert CliRunner().invoke(main, ["build", "-q"]).exit_code == 0
     return tmp_path / "outputs"
 
@@ -90,8 +90,8 @@ def test_an_unwanted_check_is_stopped_and_reaped(built: Path) -> None:
 
 
 def test_nothing_starts_without_a_state_or_for_a_small_fleet(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(early_stamps, "_MIN_HOSTS", 256)
+    monkeypatch.setattr(processes, "SPLIT_FROM", 256)
     assert early_stamps.start(built) is None
-    monkeypatch.setattr(early_stamps, "_MIN_HOSTS", 1)
+    monkeypatch.setattr(processes, "SPLIT_FROM", 1)
     assert early_stamps.start(built.parent / "elsewhere") is None
     assert not (built.parent / ".sty" / "elsewhere").exists()  # and nothing was made
