@@ -6,13 +6,14 @@ A `HostBundle` is the in-memory form of `outputs/<host>/` plus `outputs/<host>.y
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sty.contract.actions import ACTIONS, DAEMON_RELOAD, UNIT_ACTIONS, Action, reload, restart
 from sty.contract.formats import SECRET, get_format, placeholder
-from sty.contract.manifest import CHECK_WHERE, Certificate, Check, Directory, OsUser, Port, Unit
+from sty.contract.manifest import CHECK_WHERE, Certificate, Check, Directory, FileEntry, OsUser, Port, Unit
 
 from .render import RenderError
 from .secrets import pick
@@ -61,6 +62,9 @@ class FileSpec:
     kind: str = "file"  # file | block (a marked block inside a file the OS owns)
     actions: list[Action] = field(default_factory=list)
     compose: Callable[[str | None, list[Contribution]], str] | None = None
+    # the manifest's entry, made once for the content it was made from (a file shared between hosts by
+    # compiler/shared.py is hashed once)
+    _entry: tuple[str | None, FileEntry] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         get_format(self.format)  # the closed set: a YAML file is `yaml` whatever it configures
@@ -68,6 +72,25 @@ class FileSpec:
     @property
     def secrets(self) -> list[str]:
         return sorted(set(SECRET.findall(self.content or "")))
+
+    def entry(self) -> FileEntry:
+        """The file as the manifest lists it: its content's digest, the secrets it names, what a change needs."""
+        if self._entry is not None and self._entry[0] is self.content:
+            return self._entry[1]
+        entry = FileEntry(
+            path=self.path,
+            module=self.module,
+            format=self.format,
+            sha256=hashlib.sha256((self.content or "").encode()).hexdigest(),
+            kind=self.kind,
+            owner=self.owner,
+            group=self.group,
+            mode=self.mode,
+            actions=tuple(self.actions),
+            secrets=tuple(self.secrets),
+        )
+        self._entry = (self.content, entry)
+        return entry
 
 
 @dataclass

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-
-from sty.contract.manifest import Facts, FileEntry, Manifest, Ssh
+from sty.contract.manifest import Facts, Manifest, Ssh
 
 from .bundle import HostBundle
 from .model import Host
@@ -14,21 +12,7 @@ from .render import HEADER, to_yaml
 
 def manifest(host: Host, bundle: HostBundle) -> Manifest:
     p = host.params
-    files = [
-        FileEntry(
-            path=spec.path,
-            module=spec.module,
-            format=spec.format,
-            sha256=hashlib.sha256((spec.content or "").encode()).hexdigest(),
-            kind=spec.kind,
-            owner=spec.owner,
-            group=spec.group,
-            mode=spec.mode,
-            actions=tuple(spec.actions),
-            secrets=tuple(spec.secrets),
-        )
-        for spec in bundle.files.values()
-    ]
+    files = [spec.entry() for spec in bundle.files.values()]
     return Manifest(
         address=host.ip,
         nodename=host.nodename,

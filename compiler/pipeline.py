@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sty.contract.targets import select
 
+from . import shared
 from .bundle import HostBundle
 from .contrib import check_listeners
 from .errors import PUBLISHED_SECRET, UNKNOWN, InventoryError, Report
@@ -140,6 +141,7 @@ def _warn_default_secrets(fleet: Fleet, overrides: dict[str, str], report: Repor
 
 
 def render_host(host: Host, compiled: Compiled) -> HostBundle:
+    shared.begin(compiled)
     bundle = HostBundle(host.ip, overrides=compiled.overrides)
     for module in all_modules():
         if module.name in host.modules or module.serves(host, compiled.fleet):

@@ -16,6 +16,7 @@ from ...errors import Report
 from ...logs import VECTOR_CONFIG, LogSource, contribute_logs, log_sources
 from ...model import Fleet, Host
 from ...module import FleetModule
+from ...shared import shared
 from .chrony import render_chrony
 from .exporters import check_node_ports, render_node_exporter
 from .haproxy import check_haproxy_services, render_haproxy
@@ -113,9 +114,9 @@ class NodeModule(FleetModule):
         b.trust.add(CA_CERT_PATH)  # as Pigsty: every node trusts the fleet CA (HAProxy's check-ssl, pgBackRest)
         b.check("references")  # every path the bundle names under a directory only sty fills is delivered
         render_etc_hosts(host, fleet, b)
-        render_resolver(host, b)
-        render_chrony(host, b)
-        render_sysctl(host, b)
+        shared(render_resolver, host, b)  # alike on most nodes: rendered once (compiler/shared.py)
+        shared(render_chrony, host, b)
+        shared(render_sysctl, host, b)
         render_node_exporter(host, b)
         render_haproxy(host, b)
         render_vector(host, fleet, b)

@@ -8,6 +8,7 @@ from ...bundle import DAEMON_RELOAD, FileSpec, HostBundle, Port, Unit, restart
 from ...errors import Report
 from ...model import Host
 from ...render import HEADER, env_quote, one_line, render
+from ...shared import shared
 from .identity import MODULE
 
 NODE_EXPORTER_UNIT = "/etc/systemd/system/node_exporter.service"
@@ -38,6 +39,13 @@ def render_node_exporter(host: Host, b: HostBundle) -> None:
     p = host.params
     if not p.get("node_exporter_enabled"):
         return
+    shared(_node_exporter_files, host, b)  # alike on every node: rendered once (compiler/shared.py)
+    b.units.add(Unit("node_exporter.service", MODULE, f"http://{host.ip}:{p['node_exporter_port']}/metrics"))
+
+
+def _node_exporter_files(host: Host, b: HostBundle) -> None:
+    """The exporter's environment file, unit file, port and package: what does not name the host."""
+    p = host.params
     plat = host.platform
     port = p["node_exporter_port"]
     env = f"{plat.sysconfig_dir}/node_exporter"
@@ -61,7 +69,6 @@ def render_node_exporter(host: Host, b: HostBundle) -> None:
             actions=[DAEMON_RELOAD, restart("node_exporter.service")],
         )
     )
-    b.units.add(Unit("node_exporter.service", MODULE, f"http://{host.ip}:{port}/metrics"))
     b.ports.add(Port(port, "node_exporter", MODULE))
     b.packages.add(plat.node_exporter_package)
     b.check("systemd", NODE_EXPORTER_UNIT)

@@ -21,6 +21,7 @@ from ...errors import Report
 from ...model import Host
 from ...render import RenderError, one_line, render
 from ...secrets import LINE_BREAK_RULE
+from ...shared import shared
 from .model import MODULE, PgCluster
 
 # exporter command-line options go into a single-quoted EnvironmentFile value and are split on blanks
@@ -193,16 +194,23 @@ def _install(host: Host, b: HostBundle, e: Exporter, port: int) -> None:
     )
     path = f"/etc/systemd/system/{unit}"
     b.add(FileSpec(path, MODULE, text, "systemd", actions=[DAEMON_RELOAD, restart(unit)]))
-    b.units.add(Unit(unit, MODULE, f"http://{host.ip}:{port}/metrics"))
     b.ports.add(Port(port, e.name, MODULE))
     b.packages.add(e.package)
     b.check("systemd", path)
 
 
 def render_exporters(host: Host, cluster: PgCluster, b: HostBundle) -> None:
+    """Alike on the members of a cluster but for the units' addresses: rendered once (compiler/shared.py)."""
     ports = exporter_ports(host.params)
     if not ports:
         return
+    shared(_exporters, host, b, cluster)
+    for name, port in ports.items():
+        b.units.add(Unit(f"{name}.service", MODULE, f"http://{host.ip}:{port}/metrics"))
+
+
+def _exporters(host: Host, b: HostBundle, cluster: PgCluster) -> None:
+    ports = exporter_ports(host.params)
     login = _monitor_login(b, host.params, cluster)
     exporters = []
     if "pg_exporter" in ports:

@@ -16,10 +16,11 @@ from ...bundle import DAEMON_RELOAD, Action, FileSpec, HostBundle, Port, Unit, r
 from ...contrib import Dcs
 from ...model import Fleet, Host
 from ...render import HEADER, RenderError, render, to_yaml
+from ...shared import shared
 from . import tuning
 from .backup import archive_parameters, patroni_pgbackrest
 from .model import MODULE, PgCluster, PgInstance
-from .restart import render_restart_record
+from .restart import postmaster_settings, render_restart_record
 from .system import PG_CA
 
 PATRONI_RELOAD = Action("patroni-reload")
@@ -291,7 +292,15 @@ def render_patroni(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluste
             actions=[PATRONI_RELOAD, PATRONI_DCS],
         )
     )
-    render_restart_record(doc, int(p["pg_version"]), dbsu, b)
+    shared(_member_files, host, b, postmaster_settings(doc, int(p["pg_version"])))
+    b.units.add(Unit("patroni.service", MODULE, f"http://{host.ip}:{p['patroni_port']}/health"))
+
+
+def _member_files(host: Host, b: HostBundle, settings: dict[str, str]) -> None:
+    """The restart record and Patroni's unit: alike on the members of a cluster, rendered once (compiler/shared.py)."""
+    p = host.params
+    dbsu = p["pg_dbsu"]
+    render_restart_record(settings, dbsu, b)
     unit = render("pgsql/patroni.service.j2", p=p, bin=host.platform.patroni_bin, dbsu=dbsu)
     b.add(
         FileSpec(
@@ -302,7 +311,6 @@ def render_patroni(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluste
             actions=[DAEMON_RELOAD, restart("patroni.service")],
         )
     )
-    b.units.add(Unit("patroni.service", MODULE, f"http://{host.ip}:{p['patroni_port']}/health"))
     b.ports.update({Port(p["pg_port"], "postgres", MODULE), Port(p["patroni_port"], "patroni", MODULE)})
     b.check("patroni", "/etc/patroni/patroni.yml", where="build")
     b.check("postgres-settings", "/etc/patroni/patroni.yml", where="build")

@@ -12,6 +12,7 @@ from ...errors import Report
 from ...model import Fleet, Host
 from ...render import render
 from ...secrets import pick
+from ...shared import shared
 from .model import MODULE, PgCluster, PgInstance, PgsqlModel, list_path
 from .pg_hba import hba_context, render_hba_file
 from .provision import password_secret, user_scram
@@ -43,8 +44,17 @@ def passwordless_pooled(fleet: Fleet, overrides: dict[str, str], report: Report)
             )
 
 
-def _files(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster, b: HostBundle) -> dict[str, tuple]:
-    """pgbouncer's configuration files: path -> (text, format)."""
+CONFIG_FILES = (  # in the order pgbouncer's checker is given them
+    "/etc/pgbouncer/pgbouncer.ini",
+    "/etc/pgbouncer/database.txt",
+    "/etc/pgbouncer/useropts.txt",
+    "/etc/pgbouncer/pgb_hba.conf",
+    "/etc/pgbouncer/userlist.txt",
+)
+
+
+def _files(host: Host, cluster: PgCluster, b: HostBundle) -> dict[str, tuple]:
+    """pgbouncer's configuration files but its HBA file: path -> (text, format)."""
     p = host.params
     users = [u for u in p.combined("pg_users") if isinstance(u, dict) and u.get("state", "create") != "absent"]
     pooled = [u for u in users if u.get("pgbouncer")]
@@ -53,7 +63,6 @@ def _files(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster, b: Ho
         for d in p.get("pg_databases") or []
         if isinstance(d, dict) and d.get("pgbouncer", True) and d.get("state", "create") != "absent"
     ]
-    hba_text = render_hba_file(host, hba_context(host, fleet, inst, cluster), "pgb_hba_rules", "pgbouncer")
     userlist = [(u["name"], user_scram(b, p, cluster, u)) for u in pooled]
     return {
         "/etc/pgbouncer/pgbouncer.ini": (
@@ -67,28 +76,27 @@ def _files(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster, b: Ho
         ),
         "/etc/pgbouncer/database.txt": (render("pgsql/database.txt.j2", p=p, databases=databases), "pgbouncer"),
         "/etc/pgbouncer/useropts.txt": (render("pgsql/useropts.txt.j2", users=pooled), "pgbouncer"),
-        "/etc/pgbouncer/pgb_hba.conf": (hba_text, "hba"),
         "/etc/pgbouncer/userlist.txt": (render("pgsql/userlist.txt.j2", userlist=userlist), "pgbouncer-auth"),
     }
 
 
+def _config_file(path: str, text: str, fmt: str, dbsu: str) -> FileSpec:
+    return FileSpec(path, MODULE, text, fmt, owner=dbsu, group=dbsu, mode="0600", actions=[reload("pgbouncer.service")])
+
+
 def render_pgbouncer(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgCluster, b: HostBundle) -> None:
+    """The HBA file differs from member to member (its rules name the role); the rest is alike on the members of
+    a cluster and rendered once (compiler/shared.py)."""
+    hba = render_hba_file(host, hba_context(host, fleet, inst, cluster), "pgb_hba_rules", "pgbouncer")
+    b.add(_config_file("/etc/pgbouncer/pgb_hba.conf", hba, "hba", host.params["pg_dbsu"]))
+    shared(_pooler, host, b, cluster)
+
+
+def _pooler(host: Host, b: HostBundle, cluster: PgCluster) -> None:
     p = host.params
     dbsu = p["pg_dbsu"]
-    files = _files(host, fleet, inst, cluster, b)
-    for path, (text, fmt) in files.items():
-        b.add(
-            FileSpec(
-                path,
-                MODULE,
-                text,
-                fmt,
-                owner=dbsu,
-                group=dbsu,
-                mode="0600",
-                actions=[reload("pgbouncer.service")],
-            )
-        )
+    for path, (text, fmt) in _files(host, cluster, b).items():
+        b.add(_config_file(path, text, fmt, dbsu))
     unit = render("pgsql/pgbouncer.service.j2", p=p, bin=host.platform.pgbouncer_bin, dbsu=dbsu)
     b.add(
         FileSpec(
@@ -104,5 +112,5 @@ def render_pgbouncer(host: Host, fleet: Fleet, inst: PgInstance, cluster: PgClus
     b.packages.add("pgbouncer")
     b.directories.add(Directory(p["pgbouncer_log_dir"], dbsu, dbsu, "0750"))
     b.directories.add(Directory("/etc/pgbouncer", dbsu, dbsu, "0750"))
-    b.check("pgbouncer", *files, where="build")
+    b.check("pgbouncer", *CONFIG_FILES, where="build")
     b.check("systemd", "/etc/systemd/system/pgbouncer.service")

@@ -60,8 +60,8 @@ def postmaster_settings(doc: dict[str, Any], version: int) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def render_restart_record(doc: dict[str, Any], version: int, dbsu: str, b: HostBundle) -> None:
-    settings = postmaster_settings(doc, version)
+def render_restart_record(settings: dict[str, str], dbsu: str, b: HostBundle) -> None:
+    """The record of `postmaster_settings`, which the plan compares to decide on a rolling restart."""
     note = (
         f"{HEADER}"
         "# PostgreSQL settings of this member that take effect only at a restart (postmaster context).\n"
