@@ -15,7 +15,7 @@ from sty.contract.actions import ACTIONS, DAEMON_RELOAD, UNIT_ACTIONS, Action, r
 from sty.contract.formats import SECRET, get_format, placeholder
 from sty.contract.manifest import CHECK_WHERE, Certificate, Check, Directory, FileEntry, OsUser, Port, Unit
 
-from .render import RenderError
+from .render import RenderError, listed
 from .secrets import pick
 from .writer import unsafe_path
 
@@ -64,7 +64,9 @@ class FileSpec:
     compose: Callable[[str | None, list[Contribution]], str] | None = None
     # the manifest's entry, made once for the content it was made from (a file shared between hosts by
     # compiler/shared.py is hashed once)
-    _entry: tuple[str | None, FileEntry] | None = field(default=None, init=False, repr=False, compare=False)
+    _entry: tuple[str | None, FileEntry, dict | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         get_format(self.format)  # the closed set: a YAML file is `yaml` whatever it configures
@@ -89,8 +91,16 @@ class FileSpec:
             actions=tuple(self.actions),
             secrets=tuple(self.secrets),
         )
-        self._entry = (self.content, entry)
+        self._entry = (self.content, entry, None)
         return entry
+
+    def listed(self) -> dict:
+        """The entry as the manifest's `files` list carries it, laid out in YAML once (compiler/yaml_emitter.py)."""
+        entry = self.entry()
+        assert self._entry is not None
+        if self._entry[2] is None:
+            self._entry = (self.content, entry, listed(entry.to_dict()))
+        return self._entry[2]
 
 
 @dataclass

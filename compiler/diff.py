@@ -79,7 +79,10 @@ def diff(
     _, skip = unchanged_hosts(compiled, outdir, targets, old_hosts, same) if use_cache else ({}, set())
     todo = [ip for ip in targets if ip not in skip]
     compared: list[HostDiff] = in_workers(
-        lambda ips: [_compare(compiled, outdir, old_hosts, ip) for ip in ips], todo, jobs
+        lambda ips: [_compare(compiled, outdir, old_hosts, ip) for ip in ips],
+        todo,
+        jobs,
+        group=lambda ip: compiled.fleet.hosts[ip].groups,
     )
     check_rendered(compiled, [c.record for c in compared])
     if not allow_upgrade:

@@ -41,4 +41,8 @@ def manifest(host: Host, bundle: HostBundle) -> Manifest:
 
 
 def manifest_text(host: Host, bundle: HostBundle) -> str:
-    return to_yaml(manifest(host, bundle).to_dict(), header=HEADER)
+    data = manifest(host, bundle).to_dict()
+    # each file's entry as laid out once (the entries of a file shared between hosts are written once)
+    listed = {spec.path: spec.listed() for spec in bundle.files.values()}
+    data["files"] = [listed[entry["path"]] for entry in data["files"]]
+    return to_yaml(data, header=HEADER)

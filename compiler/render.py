@@ -253,7 +253,7 @@ class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
         kind = type(data)
         if kind is str:
             return yaml.ScalarNode(_STR, data, style="|" if "\n" in data else None)
-        if kind is dict:
+        if kind is dict or kind is yaml_emitter.Emitted:
             try:
                 items = sorted(data.items())
             except TypeError:
@@ -296,6 +296,11 @@ def pyyaml_dump(data: Any) -> str:
 def to_yaml(data: Any, header: str = "") -> str:
     body = yaml_emitter.dump(data, pyyaml_dump)
     return (header + body) if header else body
+
+
+def listed(data: dict) -> dict:
+    """A mapping that is an item of a top-level key's list (a manifest's file entry), laid out once."""
+    return yaml_emitter.emitted(data, 0, pyyaml_dump)
 
 
 def to_json(data: Any) -> str:

@@ -239,8 +239,12 @@ def shared(render: Callable[..., None], host: Host, b: HostBundle, *args: Any) -
 def _merge(part: HostBundle, b: HostBundle) -> None:
     """What a part contributed, added to a host's bundle. Its files are shared between hosts (nothing changes a
     file after it is added) except a composed one, whose content the bundle's `finish` sets: that is copied."""
-    for spec in part.files.values():
-        b.add(spec if spec.compose is None else dataclasses.replace(spec, actions=list(spec.actions)))
+    files = b.files
+    for path, spec in part.files.items():  # paths the scratch bundle's `add` accepted
+        if path in files or spec.compose is not None:
+            b.add(spec if spec.compose is None else dataclasses.replace(spec, actions=list(spec.actions)))
+        else:
+            files[path] = spec
     for path, fragments in part.contributions.items():
         b.contributions.setdefault(path, []).extend(fragments)
     b.ports |= part.ports

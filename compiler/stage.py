@@ -129,6 +129,7 @@ def stage_all(
         lambda chunk: _stage_chunk(tree, compiled, chunk, old_hosts),
         ips,
         jobs,
+        group=lambda ip: compiled.fleet.hosts[ip].groups,
         undo=lambda done: discard(tree, done),
         died=f"{tree.outdir}: a build worker process died (killed, or out of memory); nothing was put in place",
     )
@@ -140,16 +141,17 @@ def in_workers(
     jobs: int | None,
     undo: Callable[[list[Any]], None] = lambda _done: None,
     died: str = "a worker process died (killed, or out of memory)",
+    group: Callable[[str], object] | None = None,
 ) -> list[Any]:
     """`work` over `ips` in chunks, in forked worker processes that share the compiled fleet copy-on-write; the
     results in the order of `ips`. On any failure `undo` gets the results received so far, and a worker that died
-    is the sentence `died` (exit 3)."""
+    is the sentence `died` (exit 3). Consecutive hosts of one `group` (their inventory groups: a cluster) stay in
+    one chunk where they can, so that one worker renders what they share once (compiler/shared.py)."""
     global _WORK
     jobs = jobs or len(os.sched_getaffinity(0))
     if jobs <= 1 or len(ips) < PARALLEL_FROM:
         return work(ips)
-    size = max(1, min(CHUNK, len(ips) // (jobs * 4)))
-    chunks = [ips[i : i + size] for i in range(0, len(ips), size)]
+    chunks = _chunks(ips, max(1, min(CHUNK, len(ips) // (jobs * 4))), group)
     kept = gc.get_freeze_count() > 0  # the process froze its heap for good (sty/cli/common.py): leave it so
     if not kept:
         gc.collect()
@@ -178,6 +180,21 @@ def in_workers(
         if not kept:
             gc.unfreeze()
     return done
+
+
+def _chunks(ips: list[str], size: int, group: Callable[[str], object] | None) -> list[list[str]]:
+    """`ips` cut every `size` hosts, a little later where that would split a group (at most 4 * `size`)."""
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    for ip in ips:
+        full = len(current) >= size
+        if full and (group is None or len(current) >= 4 * size or group(ip) != group(current[-1])):
+            chunks.append(current)
+            current = []
+        current.append(ip)
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 _WORK: Callable[[list[str]], list[Any]] | None = None  # what forked workers inherit

@@ -138,7 +138,9 @@ class Writer:
             kind = type(item)
             if kind is str and plain(item):
                 append(head + " " + item)
-            elif kind is dict:
+            elif kind is Emitted and item.indent == indent and head == pad + "-":
+                self.out.extend(item.lines)
+            elif kind is dict or kind is Emitted:
                 if item:
                     self.mapping(item, indent + 2, head + " ")
                 else:
@@ -150,6 +152,26 @@ class Writer:
                     append(head + " []")
             else:
                 append(head + " " + self.scalar(item, indent))
+
+
+class Emitted(dict):
+    """A mapping already laid out as an item of a block sequence at `indent` (a manifest's file entry, alike on
+    every host that shares the file): the writer copies its lines instead of laying it out again. It is still the
+    mapping, for PyYAML and for any other position."""
+
+    __slots__ = ("indent", "lines")
+
+
+def emitted(data: dict, indent: int, fallback: Callable[[Any], str]) -> dict:
+    """`data` with its lines as a sequence item at `indent`, or `data` itself where only PyYAML can lay it out."""
+    writer = Writer(lambda value: _scalar_in_value_position(value, fallback))
+    try:
+        writer.mapping(data, indent + 2, " " * indent + "- ")
+    except _Fallback:
+        return data
+    item = Emitted(data)
+    item.indent, item.lines = indent, tuple(writer.out)
+    return item
 
 
 def dump(data: Any, fallback: Callable[[Any], str]) -> str:

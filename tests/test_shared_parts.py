@@ -171,3 +171,17 @@ class _FakeHost:
     def __init__(self, ip: str, values: dict[str, Any]):
         self.ip = ip
         self.params = _FakeParams(values)
+
+
+def test_workers_get_whole_clusters():
+    """A chunk of hosts is cut where the group changes, so a worker renders a cluster's shared parts once."""
+    from sty.compiler.stage import _chunks
+
+    ips = [f"h{i}" for i in range(20)]
+    cluster = {ip: i // 3 for i, ip in enumerate(ips)}  # clusters of three
+    chunks = _chunks(ips, 4, cluster.__getitem__)
+    assert [ip for chunk in chunks for ip in chunk] == ips
+    for chunk in chunks[:-1]:
+        assert len(chunk) >= 4 and cluster[chunk[-1]] != cluster[ips[ips.index(chunk[-1]) + 1]]
+    assert _chunks(ips, 4, None) == [ips[i : i + 4] for i in range(0, 20, 4)]
+    assert max(len(c) for c in _chunks(ips, 2, lambda ip: "one group")) == 8  # never more than four times the size

@@ -5,6 +5,7 @@ test_shipped_inventories_are_byte_identical."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,22 @@ def test_plain_strings_skip_pyyaml():
     doc = {"scrape_configs": [{"job_name": f"pg-{i}", "targets": [f"10.0.0.{i}:9630"]} for i in range(50)]}
     assert yaml_emitter.dump(doc, fallback) == render.pyyaml_dump(doc)
     assert calls == []
+
+
+def test_an_item_laid_out_once_is_copied_where_it_fits_and_laid_out_again_elsewhere():
+    """A manifest's file entry is laid out once (render.listed) and copied into every manifest that lists it; in
+    any other position it is still the mapping it was made from."""
+    entry = {"path": "/etc/x", "mode": "0644", "actions": [{"action": "none"}], "note": "a: b", "n": 1}
+    item = render.listed(entry)
+    assert isinstance(item, yaml_emitter.Emitted) and item == entry
+    for doc in (
+        {"files": [item, {"path": "/etc/y"}], "z": 1},  # where it was laid out: copied
+        {"a": {"files": [item]}},  # one level deeper: laid out again
+        [[item]],  # the first item of a nested list
+        {"files": [item], "weird": 1.5},
+    ):
+        plain = json.loads(json.dumps(doc))  # the same data without the laid-out item
+        assert FAST_DUMP(doc, render.pyyaml_dump) == render.pyyaml_dump(doc) == render.pyyaml_dump(plain)
+    assert render.to_yaml({"files": [item]}) == render.to_yaml({"files": [entry]})
+    # a mapping only PyYAML lays out (a multi-line key) stays a plain mapping
+    assert type(render.listed({"a\nb": 1})) is dict

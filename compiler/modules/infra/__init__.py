@@ -16,6 +16,7 @@ from ...contrib import module_alert_rules
 from ...errors import Report
 from ...model import Fleet, Host
 from ...module import FleetModule
+from ...shared import shared
 from .alertmanager import render_alertmanager
 from .blackbox import render_blackbox
 from .checks import check_nodes, infra_members
@@ -69,7 +70,7 @@ class InfraModule(FleetModule):
         if p.get("nginx_enabled"):
             render_nginx(host, model, b)
             contribute_nginx_logs(host, b)
-        render_targets(host, model, b)
+        shared(_targets, host, b, model)  # alike on every infra node: rendered once (compiler/shared.py)
         render_remote(host, model.remote.get(host.ip, []), b)
         render_victoria(host, model, data, b)
         if p.get("alertmanager_enabled"):
@@ -81,6 +82,10 @@ class InfraModule(FleetModule):
         if p.get("dns_enabled"):
             render_dns(host, model, b)
         render_ntp(host, b)
+
+
+def _targets(host: Host, b: HostBundle, model: InfraModel) -> None:
+    render_targets(host, model, b)
 
 
 __all__ = ["InfraModule", "infra_model", "read_fanin", "alert_rules", "scrape_config"]

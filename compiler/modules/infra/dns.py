@@ -11,10 +11,23 @@ from ...bundle import Directory, FileSpec, HostBundle, reload, restart
 from ...contrib import HOSTNAME, is_ip
 from ...model import Host
 from ...render import one_line, render
+from ...shared import shared
 from .daemon import add_daemon, daemon_of
 from .model import MODULE, InfraModel
 
 DNSMASQ_CONF = "/etc/dnsmasq.conf"
+
+
+def _records(host: Host, b: HostBundle, model: InfraModel) -> None:
+    """One hosts file per source of records: the inventory's `dns_records` and what each module published."""
+    p = host.params
+    unit = daemon_of(host, "dnsmasq").unit
+    folder = str(p["dns_hosts_dir"]).rstrip("/") or "/"
+    records = {"default": [one_line(r).strip() for r in p.get("dns_records") or [] if str(r).strip()]}
+    records.update(model.fanin.dns)
+    for name, lines in sorted(records.items()):
+        text = render("infra/hosts.j2", name=name, lines=[" ".join(line.split()) for line in lines])
+        b.add(FileSpec(f"{folder}/{name}", MODULE, text, "hosts", actions=[reload(unit)]))
 
 
 def render_dns(host: Host, model: InfraModel, b: HostBundle) -> None:
@@ -24,11 +37,7 @@ def render_dns(host: Host, model: InfraModel, b: HostBundle) -> None:
     port = int(p["dns_port"])
     conf = render("infra/dnsmasq.conf.j2", port=port, addresses=["127.0.0.1", host.ip], hosts_dir=folder)
     b.add(FileSpec(DNSMASQ_CONF, MODULE, conf, "dnsmasq", actions=[restart(d.unit)]))
-    records = {"default": [one_line(r).strip() for r in p.get("dns_records") or [] if str(r).strip()]}
-    records.update(model.fanin.dns)
-    for name, lines in sorted(records.items()):
-        text = render("infra/hosts.j2", name=name, lines=[" ".join(line.split()) for line in lines])
-        b.add(FileSpec(f"{folder}/{name}", MODULE, text, "hosts", actions=[reload(d.unit)]))
+    shared(_records, host, b, model)  # alike on every infra node: rendered once (compiler/shared.py)
     add_daemon(host, "dnsmasq", ["-k", f"--conf-file={DNSMASQ_CONF}"], "", b, port=port, health=f"port:{port}")
     b.directories.add(Directory(folder))
     b.check("dnsmasq", DNSMASQ_CONF, folder)

@@ -31,6 +31,7 @@ from ...bundle import Directory, FileSpec, HostBundle, Port, Unit, restart
 from ...contrib import Datasource
 from ...model import Host
 from ...render import HEADER, render, to_yaml
+from ...shared import shared
 from .model import MODULE, InfraModel
 from .pgrds import remote_datasources
 from .portal import portal_entries
@@ -49,18 +50,7 @@ def render_grafana(host: Host, model: InfraModel, b: HostBundle) -> None:
     group = host.platform.grafana_user
     ini = _ini(host, b)
     b.add(FileSpec(GRAFANA_INI, MODULE, ini, "grafana-ini", group=group, mode="0640", actions=restart_grafana))
-    sources = to_yaml(grafana_datasources(host, model, b), HEADER)
-    b.add(
-        FileSpec(
-            GRAFANA_DATASOURCES,
-            MODULE,
-            sources,
-            "yaml",
-            group=group,
-            mode="0640",
-            actions=restart_grafana,
-        )
-    )
+    shared(_datasources, host, b, model)  # alike on every infra node: rendered once (compiler/shared.py)
     b.check("grafana", GRAFANA_INI, GRAFANA_DATASOURCES)
     b.packages.update(host.platform.grafana_packages)
     b.units.add(Unit("grafana-server.service", MODULE, f"http://{host.ip}:{port}/api/health"))
@@ -71,6 +61,13 @@ def render_grafana(host: Host, model: InfraModel, b: HostBundle) -> None:
             Directory("/etc/grafana/provisioning/datasources", "root", group, "0750"),
         }
     )
+
+
+def _datasources(host: Host, b: HostBundle, model: InfraModel) -> None:
+    sources = to_yaml(grafana_datasources(host, model, b), HEADER)
+    restart_grafana = [restart("grafana-server.service")]
+    group = host.platform.grafana_user
+    b.add(FileSpec(GRAFANA_DATASOURCES, MODULE, sources, "yaml", group=group, mode="0640", actions=restart_grafana))
 
 
 def _ini(host: Host, b: HostBundle) -> str:
