@@ -12,6 +12,8 @@ identity (a cluster, the fleet), and parts are kept for one compiled fleet only 
 
 What a part may not do is refused, and the host is then rendered as usual (`NotShareable`): reading the bundle's
 address or another module's identity, or a parameter method that escapes the record (`substitute`, iteration).
+A part must not read what other renderers put in the bundle either (its files, units, ports ...): it writes into a
+scratch bundle, so it would see only its own; no renderer reads them today, and the tests would see one that did.
 tests/test_shared_parts.py renders every Pigsty example with and without sharing and requires the same bytes.
 """
 
