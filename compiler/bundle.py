@@ -15,7 +15,7 @@ from sty.contract.actions import ACTIONS, DAEMON_RELOAD, UNIT_ACTIONS, Action, r
 from sty.contract.formats import SECRET, get_format, placeholder
 from sty.contract.manifest import CHECK_WHERE, Certificate, Check, Directory, FileEntry, OsUser, Port, Unit
 
-from .render import RenderError, listed
+from .render import RenderError, list_item
 from .secrets import pick
 from .writer import unsafe_path
 
@@ -99,7 +99,7 @@ class FileSpec:
         entry = self.entry()
         assert self._entry is not None
         if self._entry[2] is None:
-            self._entry = (self.content, entry, listed(entry.to_dict()))
+            self._entry = (self.content, entry, list_item(entry.to_dict()))
         return self._entry[2]
 
 

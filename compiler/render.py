@@ -298,7 +298,7 @@ def to_yaml(data: Any, header: str = "") -> str:
     return (header + body) if header else body
 
 
-def listed(data: dict) -> dict:
+def list_item(data: dict) -> dict:
     """A mapping that is an item of a top-level key's list (a manifest's file entry), laid out once."""
     return yaml_emitter.emitted(data, 0, pyyaml_dump)
 

@@ -113,7 +113,7 @@ class Writer:
             kind = type(v)
             if kind is str and plain(v):
                 append(head + " " + v)
-            elif kind is dict:
+            elif kind is dict or kind is Emitted:
                 if v:
                     append(head)
                     self.mapping(v, indent + 2)

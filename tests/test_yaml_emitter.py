@@ -150,19 +150,20 @@ def test_plain_strings_skip_pyyaml():
 
 
 def test_an_item_laid_out_once_is_copied_where_it_fits_and_laid_out_again_elsewhere():
-    """A manifest's file entry is laid out once (render.listed) and copied into every manifest that lists it; in
+    """A manifest's file entry is laid out once (render.list_item) and copied into every manifest that lists it; in
     any other position it is still the mapping it was made from."""
     entry = {"path": "/etc/x", "mode": "0644", "actions": [{"action": "none"}], "note": "a: b", "n": 1}
-    item = render.listed(entry)
+    item = render.list_item(entry)
     assert isinstance(item, yaml_emitter.Emitted) and item == entry
     for doc in (
         {"files": [item, {"path": "/etc/y"}], "z": 1},  # where it was laid out: copied
         {"a": {"files": [item]}},  # one level deeper: laid out again
         [[item]],  # the first item of a nested list
         {"files": [item], "weird": 1.5},
+        {"entry": item},  # a mapping's value: laid out as the mapping it is
     ):
         plain = json.loads(json.dumps(doc))  # the same data without the laid-out item
         assert FAST_DUMP(doc, render.pyyaml_dump) == render.pyyaml_dump(doc) == render.pyyaml_dump(plain)
     assert render.to_yaml({"files": [item]}) == render.to_yaml({"files": [entry]})
     # a mapping only PyYAML lays out (a multi-line key) stays a plain mapping
-    assert type(render.listed({"a\nb": 1})) is dict
+    assert type(render.list_item({"a\nb": 1})) is dict
