@@ -25,7 +25,7 @@ from sty.contract.plan import Activation, HostPlan, Plan
 from .build import check_rendered, refuse_pin_changes, unchanged_hosts
 from .pipeline import Compiled, resolve_target
 from .retire import IMPACT, retirement_tree, was_retired
-from .stage import Staged, in_workers, render_one
+from .stage import Staged, by_groups, in_workers, render_one
 from .stamps import HostStates, files_in_place_listing, read_state
 from .writer import Found, existing_hosts, host_contents, host_tree, manifest_files, unified
 
@@ -82,7 +82,7 @@ def diff(
         lambda ips: [_compare(compiled, outdir, old_hosts, ip) for ip in ips],
         todo,
         jobs,
-        group=lambda ip: compiled.fleet.hosts[ip].groups,
+        group=by_groups(compiled),
     )
     check_rendered(compiled, [c.record for c in compared])
     if not allow_upgrade:

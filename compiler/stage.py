@@ -129,7 +129,7 @@ def stage_all(
         lambda chunk: _stage_chunk(tree, compiled, chunk, old_hosts),
         ips,
         jobs,
-        group=lambda ip: compiled.fleet.hosts[ip].groups,
+        group=by_groups(compiled),
         undo=lambda done: discard(tree, done),
         died=f"{tree.outdir}: a build worker process died (killed, or out of memory); nothing was put in place",
     )
@@ -180,6 +180,11 @@ def in_workers(
         if not kept:
             gc.unfreeze()
     return done
+
+
+def by_groups(compiled: Compiled) -> Callable[[str], object]:
+    """A host's inventory groups (its cluster), by which `in_workers` keeps hosts that share parts together."""
+    return lambda ip: compiled.fleet.hosts[ip].groups
 
 
 def _chunks(ips: list[str], size: int, group: Callable[[str], object] | None) -> list[list[str]]:

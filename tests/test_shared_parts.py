@@ -119,6 +119,7 @@ def test_a_part_that_iterates_the_parameters_is_refused():
         shared.shared(lists_everything, _FakeHost("10.0.0.1", values), b)
         contents.append(b.files["/etc/y"].content)
     assert contents == ["a\n", "a,b\n"]
+    assert lists_everything in shared._REFUSED
 
 
 def test_a_part_is_reused_only_for_the_same_values_and_types():

@@ -70,7 +70,7 @@ class InfraModule(FleetModule):
         if p.get("nginx_enabled"):
             render_nginx(host, model, b)
             contribute_nginx_logs(host, b)
-        shared(_targets, host, b, model)  # alike on every infra node: rendered once (compiler/shared.py)
+        shared(render_targets, host, b, model)  # alike on every infra node: rendered once (compiler/shared.py)
         render_remote(host, model.remote.get(host.ip, []), b)
         render_victoria(host, model, data, b)
         if p.get("alertmanager_enabled"):
@@ -82,10 +82,6 @@ class InfraModule(FleetModule):
         if p.get("dns_enabled"):
             render_dns(host, model, b)
         render_ntp(host, b)
-
-
-def _targets(host: Host, b: HostBundle, model: InfraModel) -> None:
-    render_targets(host, model, b)
 
 
 __all__ = ["InfraModule", "infra_model", "read_fanin", "alert_rules", "scrape_config"]

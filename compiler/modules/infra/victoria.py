@@ -41,7 +41,7 @@ JOBS: tuple[tuple[str, str | None], ...] = (
 )
 
 
-def render_targets(host: Host, model: InfraModel, b: HostBundle) -> None:
+def render_targets(host: Host, b: HostBundle, model: InfraModel) -> None:
     """The file_sd target files every vmetrics reads (re-read on change: no action needed)."""
     if not host.params.get("vmetrics_enabled"):
         return
