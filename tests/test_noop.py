@@ -301,3 +301,57 @@ def test_a_store_reached_through_a_link_is_not_read(work: Path, compiles: list[i
     code, out, err = run("build")
     assert compiles == [1] and code != 0 and "0 rendered" not in out  # the full path ran, and refused
     assert "symbolic link sty did not make" in err
+
+
+def test_a_changed_source_file_takes_the_full_path(
+    work: Path, compiles: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fingerprint holds the stamps of sty's sources, not their bytes (3 ms instead of 35): a source written
+    again, even with its size and modification time put back, changes its change time and so the fingerprint."""
+    from sty.compiler import paths
+
+    sources = tmp_path / "extra-source"
+    sources.mkdir()
+    source = sources / "module.py"
+    source.write_text("A = 1\n")
+    monkeypatch.setattr(paths, "_SOURCES", (*paths._SOURCES, ("extra", sources)))
+    assert run("build")[0] == 0 and compiles == [1]  # the fingerprint now covers the extra source
+    assert run("build")[0] == 0 and compiles == [1]
+    before = source.stat()
+    source.write_text("A = 2\n")  # same size
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))  # same modification time
+    assert run("build")[0] == 0 and compiles == [1, 1], "a rewritten source did not change the fingerprint"
+    assert run("build")[0] == 0 and compiles == [1, 1]
+
+
+def test_the_code_digest_covers_every_source_that_shapes_a_bundle() -> None:
+    """The formats' quoting and the manifest's layout live in sty.contract: a change there changes bundles, so a
+    host rendered by other code is never skipped as unchanged."""
+    from sty.compiler import paths
+
+    names = [name for name, _ in paths._source_files()]
+    assert names == sorted(names) and len(names) == len(set(names))
+    for expected in ("compiler/pipeline.py", "contract/formats.py", "contract/manifest.py", "schemas/pgsql.json"):
+        assert expected in names
+    assert any(name.startswith("templates/") and name.endswith(".j2") for name in names)
+    assert not any(name.endswith(".pyc") or "__pycache__" in name for name in names)
+
+
+def test_host_directories_are_told_by_the_same_rule_as_ipaddress() -> None:
+    """existing_hosts names a host only what ipaddress.IPv4Address accepts (it used that, at 45 ms a no-op)."""
+    import ipaddress
+    import random
+
+    from sty.compiler.writer import _IPV4
+
+    octets = ["0", "00", "01", "1", "9", "10", "99", "100", "199", "200", "249", "250", "255", "256", "300", "010", ""]
+    rnd = random.Random(7)
+    names = ["1.2.3.4", " 1.2.3.4", "1.2.3.4\n", "\u0661.2.3.4", "1.2.3.4.yml", "a.b.c.d"]
+    names += [".".join(rnd.choice(octets) for _ in range(rnd.choice((3, 4, 4, 5)))) for _ in range(20_000)]
+    for name in names:
+        try:
+            ipaddress.IPv4Address(name)
+            valid = True
+        except ValueError:
+            valid = False
+        assert valid == bool(_IPV4.fullmatch(name)), name
