@@ -81,9 +81,11 @@ e2e: $(VENV)/.installed
 faults: $(VENV)/.installed
 	$(PY) -m pytest -q -m faults
 
-# where the time goes, per phase and per host (about 10 min); `make bench BENCH_ARGS=--quick` for 100 and 1000 hosts
+# where the time goes, per phase and per host (about 10 min); `make bench BENCH_ARGS=--quick` for 100 and 1000 hosts;
+# then the floors under the targets, measured on this machine (about 1 min; `FLOORS_ARGS=--check-hosts 0` is 40 s)
 bench: $(VENV)/.installed
 	$(PY) tests/bench.py $(BENCH_ARGS)
+	$(PY) tests/bench_floors.py $(FLOORS_ARGS)
 
 # docs/compatibility.md's "Differences from Pigsty" section, generated from docs/pigsty-differences.yml
 .PHONY: compat-doc

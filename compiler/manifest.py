@@ -41,8 +41,6 @@ def manifest(host: Host, bundle: HostBundle) -> Manifest:
 
 
 def manifest_text(host: Host, bundle: HostBundle) -> str:
-    data = manifest(host, bundle).to_dict()
     # each file's entry as laid out once (the entries of a file shared between hosts are written once)
-    listed = {spec.path: spec.listed() for spec in bundle.files.values()}
-    data["files"] = [listed[entry["path"]] for entry in data["files"]]
-    return to_yaml(data, header=HEADER)
+    listed = {spec.path: spec.listed for spec in bundle.files.values()}
+    return to_yaml(manifest(host, bundle).to_dict(lambda entry: listed[entry.path]()), header=HEADER)

@@ -11,6 +11,7 @@ the host and lists nothing to install, so that `sty apply` removes what earlier 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,7 +292,9 @@ class Manifest:
         return set(self.groups) | self.clusters()
 
     # -- one writer ------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, file_entry: Callable[[FileEntry], dict] | None = None) -> dict[str, Any]:
+        """The manifest as data. `file_entry` makes each file's entry (default `FileEntry.to_dict`): the compiler
+        passes entries it laid out in YAML once per shared file, equal to those."""
         retired = {"retired": True} if self.retired else {}  # absent when false: live manifests stay as they were
         return retired | {
             "sty_manifest": MANIFEST_VERSION,
@@ -316,7 +319,7 @@ class Manifest:
             "packages": sorted(self.packages),
             "users": [u.to_dict() for u in sorted(self.users)],
             "directories": [d.to_dict() for d in sorted(self.directories)],
-            "files": [f.to_dict() for f in sorted(self.files, key=lambda f: f.path)],
+            "files": [(file_entry or FileEntry.to_dict)(f) for f in sorted(self.files, key=lambda f: f.path)],
             "checks": [c.to_dict() for c in sorted(self.checks)],
             "certificates": [c.to_dict() for c in sorted(self.certificates)],
             "trust": sorted(self.trust),
