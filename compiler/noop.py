@@ -6,8 +6,7 @@ secrets.yml with its mode, the facts files, the switches that change what is an 
 printed. When the next `sty build` or `sty diff` has the same fingerprint, and every file the last build
 recorded is still in place with its size and mtime (and the secret store too), a render would write exactly
 what is there: the command replays the recorded problems and reports "nothing to do" without parsing,
-validating or modelling the fleet. For 1000 hosts that
-is the difference between about 0.4 s and 3 s.
+validating or modelling the fleet. For 1000 hosts that is the difference between about 0.4 s and 3 s.
 
 The record is `.sty/<outdir>/noop.json` with the stamps of the files it vouches for: the state
 (compiler/stamps.py; any other writer of the state makes it stale) and the secret store. The state's lines carry

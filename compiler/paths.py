@@ -68,6 +68,6 @@ def code_stamps() -> str:
     stamp that changes with the content unchanged only sends the next build down the full path."""
     h = hashlib.sha256()
     for name, entry in _source_files():
-        st = entry.stat(follow_symlinks=False)
+        st = entry.stat()  # through a link, as code_digest reads it
         h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
     return h.hexdigest()
